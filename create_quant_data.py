@@ -1,0 +1,43 @@
+#!/usr/bin/env python3
+"""Stage 2: calibration data for AMCT: float32 NCHW batches of 24 distinct, normalised images per file.
+
+    python3 create_quant_data.py --src_path ./cifar-100-python/test --save_path ./amct_bin_data --amct
+"""
+import argparse
+from pathlib import Path
+
+from poc import config
+from poc.calib_data import create_quant_data, default_source
+from poc.errors import run_main
+from poc.progress import Log
+from poc.quant_cfg import parse_quant_cfg
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--src_path", default=None,
+                   help=f"CIFAR pickle to sample from (default: {config.CIFAR100_DIR}/train if it exists, "
+                        "else .../test)")
+    p.add_argument("--save_path", default=config.CALIB_DIR, help="output folder (default: %(default)s)")
+    p.add_argument("--amct", action="store_true",
+                   help="AMCT calibration data (kept for the ModelZoo command line; always the format written)")
+    p.add_argument("--batch_size", type=int, default=config.BATCH_SIZE, help="images per file (default: %(default)s)")
+    p.add_argument("--batch_num", type=int, default=None,
+                   help=f"number of files (default: batch_num of {config.QUANT_CFG})")
+    p.add_argument("--config", default=config.QUANT_CFG, help="calibration config giving the default batch_num")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress or log lines")
+    args = p.parse_args()
+    log = Log(args.quiet, "calib-data")
+    if args.batch_num is None:
+        args.batch_num = parse_quant_cfg(args.config).batch_num
+        log(f"batch_num {args.batch_num} from {args.config}")
+    if args.batch_size < 1 or args.batch_num < 1:
+        p.error("--batch_size and --batch_num must be at least 1")
+    src = Path(args.src_path) if args.src_path else default_source(config.CIFAR100_DIR)
+    log(f"source: {src}" + ("" if args.src_path else " (default: train when present, else test)"))
+    create_quant_data(src, args.save_path, args.batch_size, args.batch_num, args.seed, log)
+
+
+if __name__ == "__main__":
+    run_main(main)

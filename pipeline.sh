@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The whole flow: preprocess -> calibration data -> export -> quantize -> compile -> infer -> postprocess.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/poc/common.sh"
+
+usage() {
+    cat <<'USAGE'
+usage: bash pipeline.sh [--demo] [--data DIR] [--quiet]
+
+Runs every stage with the README's default paths, stops at the first failing stage with its name.
+
+  --demo        use ./cifar-100-python when it exists, else generate the built-in demo data set
+                (./demo-data/cifar-100-python)
+  --data DIR    CIFAR-100 python folder (default: ./cifar-100-python)
+  --quiet       no progress bars
+  -h, --help    this help
+USAGE
+}
+
+DATA="./cifar-100-python"
+DEMO=0
+QUIET=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --demo) DEMO=1 ;;
+        --data) DATA="$2"; shift ;;
+        --quiet) QUIET=(--quiet) ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "pipeline: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+stage() {  # stage NAME command...: run one stage, name it when it fails
+    local name="$1"; shift
+    echo "==== [$name] $*"
+    if ! "$@"; then
+        echo "pipeline: stage '$name' failed" >&2
+        exit 1
+    fi
+}
+
+if [[ "$DEMO" == 1 && ! -f "$DATA/test" ]]; then
+    DATA="./demo-data/cifar-100-python"
+    echo "pipeline: no ./cifar-100-python: using the built-in demo data set in $DATA"
+    if [[ ! -f "$DATA/test" ]]; then
+        stage sample "$PYTHON" -m poc.sample --out "$DATA" "${QUIET[@]}"
+    fi
+else
+    echo "pipeline: data set $DATA"
+fi
+
+stage preprocess "$PYTHON" "$POC_ROOT/preprocess_cifar100.py" --src_path "$DATA/test" --bin_path ./bin_data \
+    --label_path ./img_label.txt "${QUIET[@]}"
+CALIB_SRC="$DATA/train"; [[ -f "$CALIB_SRC" ]] || CALIB_SRC="$DATA/test"
+stage calib-data "$PYTHON" "$POC_ROOT/create_quant_data.py" --src_path "$CALIB_SRC" --save_path ./amct_bin_data \
+    --config "$POC_ROOT/quant.cfg" --amct "${QUIET[@]}"

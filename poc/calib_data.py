@@ -1,0 +1,65 @@
+"""Stage 2: calibration batches for AMCT (and the CPU quantizer): float32 NCHW [24,3,32,32] per file.
+
+Each file holds 24 *distinct* images, normalised in RGB order. (The ModelZoo original repeats one image 24
+times and reads it in BGR order against RGB constants; both are bugs and are not reproduced.)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import cifar
+from .config import BATCH_SIZE, MEAN_RGB_255, STD_RGB_255
+from .errors import InputError, atomic_dir
+from .progress import Log
+
+
+def normalise(chw_uint8: np.ndarray) -> np.ndarray:
+    """uint8 [n,3,H,W] RGB -> float32 ``(x/255 - mean) / std``, the model's input."""
+    mean = np.asarray(MEAN_RGB_255, np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(STD_RGB_255, np.float32).reshape(1, 3, 1, 1)
+    return ((chw_uint8.astype(np.float32) - mean) / std).astype(np.float32)
+
+
+def spread_sample(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """``count`` distinct indices, deterministic for ``seed``, taken round-robin over the classes.
+
+    Each round takes one not-yet-used image from every class (classes in a seeded order), so any prefix of
+    the result covers the classes as evenly as the data allows.
+    """
+    rng = np.random.default_rng(seed)
+    classes = rng.permutation(np.unique(labels))
+    per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
+    rounds = max(len(p) for p in per_class)
+    order = [p[r] for r in range(rounds) for p in per_class if r < len(p)]
+    return np.asarray(order[:count], dtype=np.int64)
+
+
+def default_source(cifar_dir) -> Path:
+    """``train`` when it exists (calibrating on test images would leak into the accuracy), else ``test``."""
+    train = Path(cifar_dir) / "train"
+    return train if train.exists() else Path(cifar_dir) / "test"
+
+
+def create_quant_data(src_path, save_path, batch_size: int = BATCH_SIZE, batch_num: int = 8, seed: int = 0,
+                      log: Log | None = None) -> list[Path]:
+    """Write ``batch_num`` files ``calib_{k:04d}.bin``; names sort in batch order, as AMCT reads them."""
+    log = log or Log(stage="calib-data")
+    split = cifar.load_split(src_path)
+    need = batch_size * batch_num
+    if need > len(split):
+        raise InputError(src_path, f"{len(split)} images, but {batch_num} batches of {batch_size} distinct images "
+                                   f"need {need}")
+    chosen = spread_sample(split.labels, need, seed)
+    log(f"{src_path}: {batch_num} batches x {batch_size} distinct images over "
+        f"{len(np.unique(split.labels[chosen]))} classes (seed {seed})")
+    written = []
+    with atomic_dir(save_path) as tmp:
+        for k in log.bar(range(batch_num), total=batch_num, desc="batches", unit="batch"):
+            batch = normalise(split.chw(chosen[k * batch_size:(k + 1) * batch_size]))
+            name = f"calib_{k:04d}.bin"
+            (tmp / name).write_bytes(np.ascontiguousarray(batch, dtype="<f4").tobytes())
+            written.append(Path(save_path) / name)
+    log(f"wrote {batch_num} files of float32 [{batch_size},3,32,32] to {save_path}")
+    return written

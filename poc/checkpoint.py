@@ -1,0 +1,89 @@
+"""Load an mmcls / mmpretrain checkpoint into the plain-PyTorch model, without running code from it."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+
+from .errors import InputError
+from .model import ImageClassifier
+
+TRUST_FLAG = "--trust_checkpoint"
+
+
+def read_checkpoint(path, trust: bool = False, log=print) -> dict:
+    """The file's top-level object, via ``torch.load(weights_only=True)`` unless ``trust`` is given."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such checkpoint file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if not trust:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise InputError(path, f"refused by weights-only loading ({reason[:160]}); if you trust this file, "
+                                   f"pass {TRUST_FLAG} to load it fully and keep only the weights") from None
+    except (RuntimeError, EOFError, ValueError, OSError) as err:
+        raise InputError(path, f"not a readable PyTorch checkpoint ({str(err).splitlines()[0][:160]})") from None
+    log(f"warning: {path}: {TRUST_FLAG} given: loading with weights_only=False (this can run code from the file)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any failure of a full load is one line about this file
+        raise InputError(path, f"could not be loaded ({type(err).__name__}: {str(err)[:160]})") from None
+
+
+def extract_state_dict(path, obj) -> dict[str, torch.Tensor]:
+    """The weights from the mmcls layout ({'state_dict', 'meta'}), a bare state dict, with or without
+    a ``module.`` prefix (DataParallel)."""
+    if not isinstance(obj, dict):
+        raise InputError(path, f"expected a dict of weights, found {type(obj).__name__}")
+    state = obj.get("state_dict", obj)
+    if not isinstance(state, dict):
+        raise InputError(path, f"'state_dict' is {type(state).__name__}, expected a dict")
+    tensors = {k: v for k, v in state.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise InputError(path, "holds no weight tensors")
+    if all(k.startswith("module.") for k in tensors):
+        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    return tensors
+
+
+def _some(names, k: int = 5) -> str:
+    names = sorted(names)
+    return ", ".join(names[:k]) + (f" ... (+{len(names) - k} more)" if len(names) > k else "")
+
+
+def build_model(path, trust: bool = False, softmax: bool = True, log=print) -> tuple[ImageClassifier, dict]:
+    """The model with the checkpoint's weights loaded strictly; also returns the checkpoint's ``meta``."""
+    obj = read_checkpoint(path, trust, log)
+    state = extract_state_dict(path, obj)
+    fc = state.get("head.fc.weight")
+    if fc is None or fc.ndim != 2:
+        raise InputError(path, "no 2-D 'head.fc.weight': not an mmcls ResNet classifier checkpoint")
+    model = ImageClassifier(num_classes=int(fc.shape[0]), softmax=softmax)
+    expected = model.state_dict()
+    missing = set(expected) - set(state)
+    unexpected = set(state) - set(expected)
+    mismatched = [f"{k} {list(state[k].shape)} != {list(v.shape)}" for k, v in expected.items()
+                  if k in state and state[k].shape != v.shape]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys: {_some(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys: {_some(unexpected)}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches: {_some(mismatched, 3)}")
+    if problems:
+        raise InputError(path, "does not fit mmcls ResNet_CIFAR-50: " + "; ".join(problems))
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    meta = obj.get("meta", {}) if isinstance(obj.get("meta", {}), dict) else {}
+    return model, meta
+
+
+def save_checkpoint(model: ImageClassifier, path, meta: dict | None = None) -> None:
+    """Write the mmcls layout: {'meta': ..., 'state_dict': ...}, loadable with weights_only=True."""
+    from .errors import atomic_path
+    with atomic_path(path) as tmp:
+        torch.save({"meta": dict(meta or {}), "state_dict": model.state_dict()}, tmp)

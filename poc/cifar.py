@@ -1,0 +1,163 @@
+"""Safe, validated readers for the CIFAR-10 / CIFAR-100 python pickles.
+
+The pickles hold a dict with bytes keys (they were written by Python 2). Loading a pickle can run any code
+it names, so a restricted unpickler allows only the numpy reconstruction globals these files need and
+refuses everything else before it is called.
+"""
+from __future__ import annotations
+
+import io
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import IMAGE_BYTES, IMAGE_CHANNELS, IMAGE_HW
+from .errors import InputError, atomic_file
+
+# (module, name) pairs a CIFAR pickle may reference; numpy 2 moved numpy.core to numpy._core.
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 spell bytes
+}
+
+
+class _Refused(pickle.UnpicklingError):
+    pass
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise _Refused(f"refused to load global '{module}.{name}' (not a CIFAR data type)")
+
+
+def safe_load_pickle(path) -> object:
+    """Load a pickle allowing only CIFAR's data types; any other global is refused without being run."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a folder, expected a CIFAR pickle file") from None
+    try:
+        return _RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except _Refused as err:
+        raise InputError(path, f"not a safe CIFAR pickle: {err}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError, KeyError,
+            OverflowError, MemoryError) as err:
+        raise InputError(path, f"truncated or corrupt pickle ({type(err).__name__}: {err})") from None
+
+
+@dataclass
+class CifarSplit:
+    """One split: ``images`` uint8 [N, 3072] (rows are R, G, B planes), ``labels`` int64 [N]."""
+
+    path: Path
+    images: np.ndarray
+    labels: np.ndarray
+    num_classes: int
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def hwc(self, index=slice(None)) -> np.ndarray:
+        """Images as uint8 [n, 32, 32, 3] (HWC RGB): what a bin file and a PNG hold."""
+        chw = self.images[index].reshape(-1, IMAGE_CHANNELS, IMAGE_HW, IMAGE_HW)
+        return np.ascontiguousarray(chw.transpose(0, 2, 3, 1))
+
+    def chw(self, index=slice(None)) -> np.ndarray:
+        """Images as uint8 [n, 3, 32, 32] (CHW RGB)."""
+        return self.images[index].reshape(-1, IMAGE_CHANNELS, IMAGE_HW, IMAGE_HW)
+
+
+def _label_key(path: Path, d: dict) -> tuple[bytes, int]:
+    if b"fine_labels" in d:
+        return b"fine_labels", 100
+    if b"labels" in d:
+        return b"labels", 10
+    raise InputError(path, "missing key b'fine_labels' (CIFAR-100) or b'labels' (CIFAR-10)")
+
+
+def load_split(path) -> CifarSplit:
+    """Read and validate one data pickle (CIFAR-100 ``test``/``train``, CIFAR-10 ``test_batch``...)."""
+    path = Path(path)
+    d = safe_load_pickle(path)
+    if not isinstance(d, dict):
+        raise InputError(path, f"expected a dict, found {type(d).__name__}")
+    if b"data" not in d:
+        raise InputError(path, "missing key b'data'")
+    key, num_classes = _label_key(path, d)
+    data = d[b"data"]
+    if not isinstance(data, np.ndarray):
+        raise InputError(path, f"b'data' is {type(data).__name__}, expected a numpy array")
+    if data.dtype != np.uint8:
+        raise InputError(path, f"b'data' has dtype {data.dtype}, expected uint8")
+    if data.ndim != 2 or data.shape[1] != IMAGE_BYTES:
+        raise InputError(path, f"b'data' has shape {list(data.shape)}, expected [N, {IMAGE_BYTES}]")
+    try:
+        labels = np.asarray(d[key])
+    except Exception:  # noqa: BLE001 - anything unreadable is one error line
+        raise InputError(path, f"{key!r} is not a list of integers") from None
+    if labels.ndim != 1 or (labels.size and labels.dtype.kind not in "iu"):
+        raise InputError(path, f"{key!r} is not a list of integers")
+    if len(labels) != len(data):
+        raise InputError(path, f"{len(data)} images but {len(labels)} labels in {key!r}")
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if bad.size:
+        raise InputError(path, f"label {int(labels[bad[0]])} of image {int(bad[0])} is outside 0..{num_classes - 1}"
+                               f" ({bad.size} out of range)")
+    return CifarSplit(path, np.ascontiguousarray(data), labels.astype(np.int64), num_classes)
+
+
+def load_class_names(meta_path) -> list[str]:
+    """Fine label names from CIFAR-100 ``meta`` or CIFAR-10 ``batches.meta``."""
+    meta_path = Path(meta_path)
+    d = safe_load_pickle(meta_path)
+    if not isinstance(d, dict):
+        raise InputError(meta_path, f"expected a dict, found {type(d).__name__}")
+    for key in (b"fine_label_names", b"label_names"):
+        if key in d:
+            names = d[key]
+            if not isinstance(names, list) or not all(isinstance(n, (bytes, str)) for n in names):
+                raise InputError(meta_path, f"{key!r} is not a list of names")
+            return [n.decode() if isinstance(n, bytes) else n for n in names]
+    raise InputError(meta_path, "missing key b'fine_label_names' (CIFAR-100) or b'label_names' (CIFAR-10)")
+
+
+def meta_path_for(split_path) -> Path:
+    """The meta file beside a split: ``meta`` for CIFAR-100, ``batches.meta`` for CIFAR-10."""
+    folder = Path(split_path).parent
+    for name in ("meta", "batches.meta"):
+        if (folder / name).exists():
+            return folder / name
+    return folder / "meta"
+
+
+def write_split(path, images: np.ndarray, labels, coarse_labels=None, batch_label: str = "testing batch 1 of 1"):
+    """Write a CIFAR-100 format data pickle (used by the demo data set and the tests)."""
+    n = len(labels)
+    d = {
+        b"filenames": [f"img_{i:05d}.png".encode() for i in range(n)],
+        b"batch_label": batch_label.encode(),
+        b"fine_labels": [int(x) for x in labels],
+        b"coarse_labels": [int(x) // 5 for x in labels] if coarse_labels is None else list(coarse_labels),
+        b"data": np.ascontiguousarray(images, dtype=np.uint8).reshape(n, IMAGE_BYTES),
+    }
+    with atomic_file(path) as f:
+        pickle.dump(d, f, protocol=2)
+
+
+def write_meta(path, fine_names, coarse_names):
+    d = {b"fine_label_names": [n.encode() for n in fine_names],
+         b"coarse_label_names": [n.encode() for n in coarse_names]}
+    with atomic_file(path) as f:
+        pickle.dump(d, f, protocol=2)

@@ -1,0 +1,42 @@
+"""Stage 1: CIFAR pickle -> bin_data/img{i}.bin (uint8 HWC RGB), img_label.txt, pic/img{i}.png."""
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from . import cifar
+from .errors import atomic_dir, atomic_file
+from .progress import Log
+
+
+def preprocess(src_path, bin_path, label_path, pic_path=None, limit=None, log: Log | None = None) -> int:
+    """Write the bins, the label file and (unless ``pic_path`` is None) the PNGs; return the image count.
+
+    All three outputs are built under temporary names and swapped in together at the end, so a re-run
+    replaces them whole (no stale img*.bin from a larger earlier run) and a failure leaves the old ones.
+    """
+    log = log or Log(stage="preprocess")
+    start = time.perf_counter()
+    split = cifar.load_split(src_path)
+    n = len(split) if limit is None else min(int(limit), len(split))
+    hwc = split.hwc(slice(0, n))  # one vectorised CHW -> HWC transpose for the whole set
+    labels = split.labels[:n]
+    log(f"{src_path}: {len(split)} images, {split.num_classes} classes; writing {n}")
+
+    with contextlib.ExitStack() as stack:
+        bins = stack.enter_context(atomic_dir(bin_path))
+        pics = stack.enter_context(atomic_dir(pic_path)) if pic_path else None
+        label_file = stack.enter_context(atomic_file(label_path, "w"))
+        label_file.write("".join(f"img{i} {int(labels[i])}\n" for i in range(n)))
+        for i in log.bar(range(n), total=n, desc="bins" + (" + pngs" if pics else "")):
+            (bins / f"img{i}.bin").write_bytes(hwc[i].tobytes())
+            if pics is not None:
+                # compress_level 1: PNGs are for looking at; the default level triples the stage's time.
+                Image.fromarray(hwc[i], "RGB").save(pics / f"img{i}.png", compress_level=1)
+    elapsed = time.perf_counter() - start
+    log(f"wrote {n} bins to {bin_path}, labels to {label_path}"
+        + (f", PNGs to {pic_path}" if pic_path else "") + f" in {elapsed:.1f} s")
+    return n

@@ -1,0 +1,32 @@
+#!/usr/bin/env python3
+"""Stage 1: turn the CIFAR-100 test pickle into ais_bench input bins, a label file and PNGs.
+
+    python3 preprocess_cifar100.py --src_path ./cifar-100-python/test --bin_path ./bin_data
+"""
+import argparse
+
+from poc import config
+from poc.errors import run_main
+from poc.preprocess import preprocess
+from poc.progress import Log
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--src_path", default=f"{config.CIFAR100_DIR}/test",
+                   help="CIFAR-100 test pickle (or CIFAR-10 test_batch) (default: %(default)s)")
+    p.add_argument("--bin_path", default=config.BIN_DIR, help="folder for img{i}.bin (default: %(default)s)")
+    p.add_argument("--label_path", default=config.LABEL_FILE, help="label file (default: %(default)s)")
+    p.add_argument("--pic_path", default=config.PIC_DIR, help="folder for img{i}.png (default: %(default)s)")
+    p.add_argument("--no_pic", action="store_true", help="do not write PNGs")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images")
+    p.add_argument("--quiet", action="store_true", help="no progress or log lines")
+    args = p.parse_args()
+    if args.limit is not None and args.limit < 1:
+        p.error("--limit must be at least 1")
+    preprocess(args.src_path, args.bin_path, args.label_path, None if args.no_pic else args.pic_path,
+               args.limit, Log(args.quiet, "preprocess"))
+
+
+if __name__ == "__main__":
+    run_main(main)
