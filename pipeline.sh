@@ -5,13 +5,16 @@ source "$(dirname "${BASH_SOURCE[0]}")/poc/common.sh"
 
 usage() {
     cat <<'USAGE'
-usage: bash pipeline.sh [--demo] [--data DIR] [--quiet]
+usage: bash pipeline.sh [--demo] [--data DIR] [--checkpoint PTH] [--trust_checkpoint] [--quiet]
 
 Runs every stage with the README's default paths, stops at the first failing stage with its name.
 
   --demo        use ./cifar-100-python when it exists, else generate the built-in demo data set
                 (./demo-data/cifar-100-python)
   --data DIR    CIFAR-100 python folder (default: ./cifar-100-python)
+  --checkpoint PTH   mmcls checkpoint (default: $CHECKPOINT, else the demo checkpoint, made when missing:
+                     python -m poc.demo_model)
+  --trust_checkpoint pass --trust_checkpoint to export_onnx.py
   --quiet       no progress bars
   -h, --help    this help
 USAGE
@@ -20,10 +23,14 @@ USAGE
 DATA="./cifar-100-python"
 DEMO=0
 QUIET=()
+CKPT="${CHECKPOINT:-}"
+TRUST=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --demo) DEMO=1 ;;
         --data) DATA="$2"; shift ;;
+        --checkpoint) CKPT="$2"; shift ;;
+        --trust_checkpoint) TRUST=(--trust_checkpoint) ;;
         --quiet) QUIET=(--quiet) ;;
         -h|--help) usage; exit 0 ;;
         *) echo "pipeline: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
@@ -55,3 +62,16 @@ stage preprocess "$PYTHON" "$POC_ROOT/preprocess_cifar100.py" --src_path "$DATA/
 CALIB_SRC="$DATA/train"; [[ -f "$CALIB_SRC" ]] || CALIB_SRC="$DATA/test"
 stage calib-data "$PYTHON" "$POC_ROOT/create_quant_data.py" --src_path "$CALIB_SRC" --save_path ./amct_bin_data \
     --config "$POC_ROOT/quant.cfg" --amct "${QUIET[@]}"
+
+if [[ -n "$CKPT" ]]; then
+    echo "pipeline: checkpoint $CKPT"
+else
+    CKPT="./models/demo_resnet50_cifar100.pth"
+    if [[ -f "$CKPT" ]]; then
+        echo "pipeline: no checkpoint given (CHECKPOINT=...): using the demo checkpoint $CKPT"
+    else
+        echo "pipeline: no checkpoint given (CHECKPOINT=...): making the demo checkpoint $CKPT from $DATA"
+        stage demo-model "$PYTHON" -m poc.demo_model --data "$DATA" --out "$CKPT" "${QUIET[@]}"
+    fi
+fi
+stage export "$PYTHON" "$POC_ROOT/export_onnx.py" --checkpoint "$CKPT" --work-dir ./models "${TRUST[@]}" "${QUIET[@]}"

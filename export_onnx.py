@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Stage 3: mmcls checkpoint -> models/end2end.onnx (what mmdeploy's tools/deploy.py writes).
+
+    python3 export_onnx.py --checkpoint resnet50_b16x8_cifar100_20210528-67b58a1b.pth --work-dir ./models
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from poc import config
+from poc.checkpoint import TRUST_FLAG, build_model
+from poc.errors import run_main
+from poc.export import ExportError, choose_exporter, export_onnx, random_model, require_checkpoint
+from poc.progress import Log
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", default=None, help="mmcls / mmpretrain checkpoint (.pth)")
+    p.add_argument("--work-dir", "--work_dir", dest="work_dir", default=config.MODELS_DIR,
+                   help="output folder (default: %(default)s)")
+    p.add_argument("--output", default=config.END2END_ONNX, help="file name in --work-dir (default: %(default)s)")
+    p.add_argument("--exporter", choices=("auto", "native", "mmdeploy"), default="auto",
+                   help="auto: mmdeploy when mmdeploy + mmpretrain are importable, else native (default: auto)")
+    p.add_argument("--config", default=None,
+                   help="mmpretrain model config for the mmdeploy exporter (default: mmpretrain's "
+                        "resnet/resnet50_8xb16_cifar100.py)")
+    p.add_argument(TRUST_FLAG, action="store_true",
+                   help="load a checkpoint that weights-only loading refuses (runs code from it: trusted files only)")
+    p.add_argument("--random_init", action="store_true", help="random weights instead of a checkpoint (needs --seed)")
+    p.add_argument("--seed", type=int, default=None, help="seed for --random_init")
+    p.add_argument("--num_classes", type=int, default=100, help="classes for --random_init (default: 100)")
+    p.add_argument("--quiet", action="store_true", help="no log lines")
+    args = p.parse_args()
+    log = Log(args.quiet, "export")
+    require_checkpoint(args.checkpoint, args.random_init, args.seed)
+    if args.random_init:
+        model, desc = random_model(args.num_classes, args.seed), f"random_init seed {args.seed}"
+        log(f"model: random weights (seed {args.seed}), {args.num_classes} classes")
+    else:
+        model, _ = build_model(args.checkpoint, args.trust_checkpoint, log=log)
+        desc = str(Path(args.checkpoint).resolve())
+        log(f"model: {args.checkpoint}, {model.head.fc.out_features} classes")
+    try:
+        exporter = choose_exporter(args.exporter, log)
+        if exporter == "mmdeploy" and args.random_init:
+            raise ExportError("--random_init works with the native exporter only")
+        export_onnx(model, Path(args.work_dir) / args.output, desc, exporter, args.checkpoint, args.config, log)
+    except ExportError as err:
+        print(f"error: export: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    run_main(main)

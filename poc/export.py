@@ -1,0 +1,157 @@
+"""Stage 3: mmcls checkpoint -> models/end2end.onnx, the graph mmdeploy's
+``classification_onnxruntime_dynamic.py`` produces: opset 11, input ``input`` float32 [batch,3,height,width]
+(already normalised), output ``output`` = softmax [batch,num_classes], batch norm folded.
+
+Two exporters: mmdeploy's ``torch2onnx`` (the ModelZoo's way, when the OpenMMLab stack is installed) and the
+native TorchScript exporter on the plain-PyTorch model. Either way the file is checked with ``onnx.checker``
+and compared with PyTorch on ONNX Runtime before it is renamed into place.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from .config import INPUT_NAME, MEAN_RGB_255, ONNX_OPSET, OUTPUT_NAME, STD_RGB_255
+from .errors import InputError, atomic_path
+from .model import ImageClassifier
+from .progress import Log
+
+PARITY_TOLERANCE = 1e-4
+DYNAMIC_AXES = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch"}}
+MMDEPLOY_REQUIREMENTS = "requirements-mmdeploy.txt"
+# mmdeploy's configs/mmcls/classification_onnxruntime_dynamic.py (its wheel ships no configs/).
+MMDEPLOY_DEPLOY_CFG = dict(
+    codebase_config=dict(type="mmpretrain", task="Classification"),
+    backend_config=dict(type="onnxruntime"),
+    onnx_config=dict(type="onnx", export_params=True, keep_initializers_as_inputs=False, opset_version=ONNX_OPSET,
+                     save_file="end2end.onnx", input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                     input_shape=None, optimize=True, dynamic_axes=DYNAMIC_AXES),
+)
+MMPRETRAIN_CONFIG = "resnet/resnet50_8xb16_cifar100.py"
+
+
+class ExportError(Exception):
+    """The export itself went wrong (checker, parity); nothing is left at the output path."""
+
+
+def mmdeploy_available() -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in ("mmdeploy", "mmpretrain"))
+
+
+def choose_exporter(requested: str, log: Log) -> str:
+    if requested == "mmdeploy" and not mmdeploy_available():
+        raise ExportError("--exporter mmdeploy: mmdeploy and mmpretrain are not importable; install the optional "
+                          f"OpenMMLab stack with `pip install -r {MMDEPLOY_REQUIREMENTS}` (needs torchvision)")
+    if requested == "auto":
+        chosen = "mmdeploy" if mmdeploy_available() else "native"
+        log(f"exporter: {chosen} (auto: mmdeploy + mmpretrain "
+            f"{'importable' if chosen == 'mmdeploy' else 'not importable'})")
+        return chosen
+    log(f"exporter: {requested}")
+    return requested
+
+
+def torchscript_export(module: torch.nn.Module, f, opset: int, output_name: str, dynamic_axes: dict) -> None:
+    """The TorchScript exporter (``dynamo=False``): it, not the dynamo one, reproduces mmdeploy's opset-11 graph."""
+    module.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice: chosen on purpose
+        torch.onnx.export(module, torch.zeros(1, 3, 32, 32), f, dynamo=False, opset_version=opset,
+                          export_params=True, do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL,
+                          keep_initializers_as_inputs=False, input_names=[INPUT_NAME], output_names=[output_name],
+                          dynamic_axes=dynamic_axes)
+
+
+def export_native(model: ImageClassifier, path) -> None:
+    torchscript_export(model, str(path), ONNX_OPSET, OUTPUT_NAME, DYNAMIC_AXES)
+
+
+def export_mmdeploy(checkpoint, model_config, path) -> None:  # pragma: no cover - needs the OpenMMLab stack
+    """mmdeploy's ``torch2onnx`` with the deploy config above, as ``tools/deploy.py`` runs it."""
+    from mmdeploy.apis import torch2onnx
+    from mmengine import Config
+    if model_config is None:
+        import mmpretrain
+        model_config = Path(mmpretrain.__file__).parent / ".mim" / "configs" / MMPRETRAIN_CONFIG
+    path = Path(path)
+    deploy_cfg = Config(dict(MMDEPLOY_DEPLOY_CFG, onnx_config=dict(MMDEPLOY_DEPLOY_CFG["onnx_config"],
+                                                                   save_file=path.name)))
+    img = np.zeros((32, 32, 3), np.uint8)
+    torch2onnx(img, str(path.parent), path.name, deploy_cfg, str(model_config), str(checkpoint), device="cpu")
+
+
+def add_metadata(path, meta: dict) -> None:
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for key, value in meta.items():
+        model.metadata_props.add(key=key, value=value if isinstance(value, str) else json.dumps(value))
+    onnx.save(model, str(path))
+
+
+def parity(model: ImageClassifier, path, batch: int = 4, seed: int = 0) -> float:
+    """Max |ONNX Runtime - PyTorch| on a random normalised batch."""
+    x = torch.from_numpy(np.random.default_rng(seed).standard_normal((batch, 3, 32, 32)).astype(np.float32))
+    with torch.no_grad():
+        want = model(x).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {INPUT_NAME: x.numpy()})[0]
+    return float(np.abs(got - want).max())
+
+
+def export_onnx(model: ImageClassifier, out_path, checkpoint_desc: str, exporter: str = "native",
+                checkpoint=None, model_config=None, log: Log | None = None) -> Path:
+    """Export, add metadata, check, compare with PyTorch; the file appears at ``out_path`` only if all pass."""
+    log = log or Log(stage="export")
+    out_path = Path(out_path)
+    with atomic_path(out_path) as tmp:
+        if exporter == "mmdeploy":
+            export_mmdeploy(checkpoint, model_config, tmp)
+        else:
+            export_native(model, tmp)
+        num_classes = int(model.head.fc.out_features)
+        add_metadata(tmp, {
+            "mean_rgb_255": list(MEAN_RGB_255), "std_rgb_255": list(STD_RGB_255), "num_classes": str(num_classes),
+            "source_checkpoint": checkpoint_desc, "exporter": exporter, "input_layout": "NCHW float32, normalised",
+            "model": "mmcls ResNet_CIFAR depth 50 + GlobalAveragePooling + LinearClsHead (softmax)",
+        })
+        try:
+            onnx.checker.check_model(str(tmp), full_check=True)
+        except onnx.checker.ValidationError as err:
+            raise ExportError(f"onnx.checker rejected the exported graph: {str(err).splitlines()[0]}") from None
+        diff = parity(model, tmp)
+        verdict = "ok" if diff <= PARITY_TOLERANCE else "FAILED"
+        log(f"parity ONNX Runtime vs PyTorch (batch 4): max abs diff {diff:.2e} (tolerance {PARITY_TOLERANCE:g}) "
+            f"{verdict}")
+        if diff > PARITY_TOLERANCE:
+            raise ExportError(f"ONNX Runtime and PyTorch differ by {diff:.2e} > {PARITY_TOLERANCE:g}; "
+                              f"{out_path} not written")
+    graph = onnx.load(str(out_path)).graph
+    log(f"wrote {out_path}: opset {ONNX_OPSET}, {len(graph.node)} nodes, input {INPUT_NAME} "
+        f"[batch,3,height,width], output {OUTPUT_NAME} [batch,{num_classes}]")
+    return out_path
+
+
+def random_model(num_classes: int, seed: int) -> ImageClassifier:
+    torch.manual_seed(seed)
+    model = ImageClassifier(num_classes)
+    # Realistic BN statistics so the softmax is not degenerate in parity checks.
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_var.uniform_(0.5, 2.0)
+            m.running_mean.normal_(0, 0.1)
+    return model.eval()
+
+
+def require_checkpoint(checkpoint, random_init: bool, seed):
+    if checkpoint is None and not random_init:
+        raise InputError("--checkpoint", "no checkpoint given; pass --checkpoint PATH (an mmcls .pth), or "
+                                         "--random_init --seed N for random weights")
+    if random_init and seed is None:
+        raise InputError("--random_init", "needs --seed N, so the random weights can be reproduced")
