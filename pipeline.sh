@@ -75,3 +75,14 @@ else
     fi
 fi
 stage export "$PYTHON" "$POC_ROOT/export_onnx.py" --checkpoint "$CKPT" --work-dir ./models "${TRUST[@]}" "${QUIET[@]}"
+stage quantize bash "$POC_ROOT/quantize.sh" --model ./models/end2end.onnx --save_path ./models/resnet50_quant \
+    --input_shape "input:24,3,32,32" --data_dir ./amct_bin_data/ --data_types float32 \
+    --calibration_config "$POC_ROOT/quant.cfg" --eval_bins ./bin_data --eval_labels ./img_label.txt "${QUIET[@]}"
+stage compile-int8 bash "$POC_ROOT/atc_convert.sh" --framework=5 --model=./models/resnet50_quant_deploy_model.onnx \
+    --output=./models/resnet50_quant_bs24 --input_format=NCHW --input_shape="input:24,3,32,32" \
+    --insert_op_conf="$POC_ROOT/aipp.conf" --enable_small_channel=1 --op_select_implmode=high_performance --log=error \
+    "${QUIET[@]}"
+stage compile-fp32 bash "$POC_ROOT/atc_convert.sh" --framework=5 --model=./models/end2end.onnx \
+    --output=./models/resnet50_fp32_bs24 --input_format=NCHW --input_shape="input:24,3,32,32" \
+    --insert_op_conf="$POC_ROOT/aipp.conf" --enable_small_channel=1 --op_select_implmode=high_performance --log=error \
+    "${QUIET[@]}"

@@ -53,3 +53,46 @@ def demo_data(tmp_path_factory):
 def dump_pickle(path: Path, obj, protocol=2):
     path.write_bytes(pickle.dumps(obj, protocol=protocol))
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_workdir(tmp_path_factory, demo_data):
+    """A work folder after stages 1-3 on the small demo set: bin_data/, img_label.txt, amct_bin_data/ (2 batches),
+    models/demo.pth (the demo checkpoint) and models/end2end.onnx; plus quant.cfg and aipp.conf copies."""
+    import shutil
+
+    from poc.demo_model import make_demo_model
+    from poc.progress import Log
+    work = tmp_path_factory.mktemp("work")
+    run_script(["preprocess_cifar100.py", "--src_path", str(demo_data / "test"), "--no_pic", "--quiet"], cwd=work)
+    (work / "quant.cfg").write_text((ROOT / "quant.cfg").read_text().replace("batch_num: 8", "batch_num: 2"))
+    shutil.copy(ROOT / "aipp.conf", work / "aipp.conf")
+    run_script(["create_quant_data.py", "--src_path", str(demo_data / "train"), "--quiet"], cwd=work)
+    acc = make_demo_model(demo_data, work / "models" / "demo.pth", seed=0, bn_images=128, log=Log(True))
+    run_script(["export_onnx.py", "--checkpoint", "models/demo.pth", "--quiet"], cwd=work)
+    (work / "demo_fp32_top1.txt").write_text(f"{acc}\n")
+    return work
+
+
+def fake_tool(bin_dir: Path, name: str, body: str) -> Path:
+    """A recording stand-in for an Ascend tool: appends its argv (JSON) to {bin_dir}/{name}.calls, then runs body."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    path = bin_dir / name
+    path.write_text(f"""#!{sys.executable}
+import json, sys, pathlib
+with open({str(bin_dir / (name + '.calls'))!r}, "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\\n")
+{body}
+""")
+    path.chmod(0o755)
+    return path
+
+
+def tool_calls(bin_dir: Path, name: str) -> list:
+    import json
+    calls = bin_dir / f"{name}.calls"
+    return [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
+
+
+def env_with_path(bin_dir: Path, **extra) -> dict:
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", **extra}
