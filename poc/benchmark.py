@@ -1,0 +1,185 @@
+"""Stage 8: throughput and latency. ``ais_bench --loop`` on an .om; on the CPU the runner's pure-inference mode
+on the compiled INT8 and FP32 models, alternated and repeated (this machine's speed drifts by +-15 % between
+runs, so one run each would make the speed-up a coin toss), an optional batch-size sweep and an end-to-end
+run over the input files, then a comparison table, ``benchmark.json`` and a PNG plot.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import runner
+from .compile import compile_cpu
+from .config import AIPP_CFG, BATCH_SIZE, COMPILED_FP32, COMPILED_INT8, DEPLOY_SUFFIX, END2END_ONNX, MODELS_DIR, \
+    QUANT_SAVE_PATH
+from .errors import InputError, atomic_file, run_main
+from .progress import Log
+
+# Published Ascend 310P3 figures (DESIGN.md), shown beside the CPU ones.
+ANCHORS = {"int8": {"precision": "INT8 (AMCT) + AIPP", "batch": 24, "top1": 78.55, "throughput": 14290},
+           "fp16": {"precision": "FP16 + AIPP", "batch": 24, "top1": 79.91, "throughput": 9336}}
+
+
+def runner_args(model, loop, warmup, input_dir=None, output=None, batchsize=None):
+    return argparse.Namespace(model=str(model), input=input_dir, output=output, output_dirname="dst" if output else None,
+                              outfmt="TXT", loop=loop, warmup_count=warmup, batchsize=batchsize, device=0,
+                              pure_data_type="zero", threads=0, quiet=True)
+
+
+def pure(model, loop, warmup, show_summary: bool = True) -> dict:
+    s = runner.run(runner_args(model, loop, warmup), Log(True), show_summary)
+    t = s["NPU_compute_time"]
+    return {"throughput": s["throughput"], "latency_ms_mean": t["mean"], "latency_ms_p50": t["median"],
+            "latency_ms_p99": t["percentile(99%)"], "loops": t["count"]}
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median throughput (its latencies belong to it), plus every run's throughput."""
+    order = sorted(runs, key=lambda r: r["throughput"])
+    mid = dict(order[len(order) // 2])
+    mid["throughput_runs"] = [round(r["throughput"], 2) for r in runs]
+    return mid
+
+
+def compiled_for_batch(source, batch: int, out_dir: Path, aipp, log: Log) -> Path:
+    out = out_dir / f"{Path(source).stem}_bs{batch}"
+    if not Path(f"{out}.onnx").is_file():
+        compile_cpu(source, out, f"input:{batch},3,32,32", aipp, log=Log(True))
+    return Path(f"{out}.onnx")
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def plot(sweep: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for name, rows in sweep.items():
+        ax.plot([r["batch"] for r in rows], [r["throughput"] for r in rows], marker="o", label=name.upper())
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("images / s (CPU, ONNX Runtime)")
+    ax.set_title("ResNet-50 CIFAR-100, compiled with AIPP")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_file(path, "wb") as f:
+        fig.savefig(f, format="png")
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="benchmark.sh", description="Stage 8: pure-inference throughput. ais_bench on "
+                                ".om models; on the CPU the INT8 and FP32 compiled models compared.")
+    p.add_argument("--model", default=None, help=f"model to time (default: {COMPILED_INT8}.om when ais_bench is "
+                                                 f"installed and it exists, else {COMPILED_INT8}.onnx)")
+    p.add_argument("--fp32_model", default=f"{COMPILED_FP32}.onnx", help="CPU: FP32 model compared (default: %(default)s)")
+    p.add_argument("--loop", type=int, default=100, help="timed runs per model (default: 100)")
+    p.add_argument("--batchsize", type=int, default=BATCH_SIZE, help="(default: %(default)s)")
+    p.add_argument("--warmup_count", type=int, default=3, help="CPU: untimed runs first (default: 3)")
+    p.add_argument("--repeats", type=int, default=3, help="CPU: alternated runs per model; the median counts (default: 3)")
+    p.add_argument("--sweep", nargs="?", const="1,8,16,24,32", default=None, metavar="B,B,...",
+                   help="CPU: also time these batch sizes (default when given: 1,8,16,24,32)")
+    p.add_argument("--sweep_loop", type=int, default=20, help="timed runs per sweep point (default: 20)")
+    p.add_argument("--e2e_input", default=None, metavar="DIR",
+                   help="CPU: also run the whole inference over these input files (e.g. ./bin_data) and compare "
+                        "with pure inference")
+    p.add_argument("--int8_source", default=f"{QUANT_SAVE_PATH}{DEPLOY_SUFFIX}", help="for the sweep's compiles")
+    p.add_argument("--fp32_source", default=f"{MODELS_DIR}/{END2END_ONNX}", help="for the sweep's compiles")
+    p.add_argument("--aipp", default=AIPP_CFG, help="for the sweep's compiles (default: %(default)s)")
+    p.add_argument("--json", default="benchmark.json", help="results (default: %(default)s)")
+    p.add_argument("--plot", default="benchmark.png", help="throughput-by-batch plot, with --sweep (default: %(default)s)")
+    p.add_argument("--work_dir", default="bench_out", help="sweep models and e2e outputs (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no log lines (the table still prints)")
+    args = p.parse_args(argv)
+    log = Log(args.quiet, "benchmark")
+
+    om = Path(f"{COMPILED_INT8}.om")
+    model = Path(args.model) if args.model else (om if om.is_file() else Path(f"{COMPILED_INT8}.onnx"))
+    if model.suffix == ".om":
+        py = runner.ais_bench_python()
+        if py is None:
+            print(f"error: {model}: an .om model needs ais_bench, which is not installed", file=sys.stderr)
+            return 1
+        cmd = [py, "-m", "ais_bench", "--model", str(model), "--loop", str(args.loop), "--batchsize", str(args.batchsize)]
+        log("backend: ascend (ais_bench), running: " + " ".join(cmd))
+        return subprocess.call(cmd)
+
+    for path in (model, Path(args.fp32_model)):
+        if not path.is_file():
+            raise InputError(path, "no such model file (run pipeline.sh, or atc_convert.sh, first)")
+    log(f"backend: cpu; {cpu_name()}; INT8 {model} vs FP32 {args.fp32_model}; {args.repeats} alternated runs of "
+        f"{args.loop} loops each")
+    runs = {"int8": [], "fp32": []}
+    e2e_runs = []
+    for r in range(args.repeats):
+        for name, path in (("int8", model), ("fp32", Path(args.fp32_model))):
+            log(f"run {r + 1}/{args.repeats}: {name} ...")
+            runs[name].append(pure(path, args.loop, args.warmup_count, not args.quiet))
+        if args.e2e_input:
+            out = Path(args.work_dir) / "e2e"
+            s = runner.run(runner_args(model, 1, args.warmup_count, args.e2e_input, str(out)), Log(True), False)
+            e2e_runs.append({"e2e_images_per_s": s["e2e"]["images_per_s"], "files": s["e2e"]["files"],
+                             "compute_throughput": s["throughput"]})
+    result = {name: median_run(rs) for name, rs in runs.items()}
+    speedup = result["int8"]["throughput"] / result["fp32"]["throughput"]
+    report = {"date": time.strftime("%Y-%m-%d"), "machine": {"cpu": cpu_name(), "python": platform.python_version()},
+              "batch": args.batchsize, "loop": args.loop, "repeats": args.repeats, "cpu": result,
+              "int8_speedup": speedup, "ascend_310p3_published": ANCHORS}
+    if e2e_runs:
+        e2e = sorted(e2e_runs, key=lambda x: x["e2e_images_per_s"])[len(e2e_runs) // 2]
+        e2e["ratio_to_pure"] = e2e["e2e_images_per_s"] / result["int8"]["throughput"]
+        report["e2e_int8"] = e2e
+
+    print(f"\n{'model':<12} {'batch':>5} {'img/s':>9} {'p50 ms':>8} {'p99 ms':>8}  runs (img/s)")
+    for name in ("int8", "fp32"):
+        r = result[name]
+        print(f"{'CPU ' + name.upper():<12} {args.batchsize:>5} {r['throughput']:>9.1f} {r['latency_ms_p50']:>8.2f} "
+              f"{r['latency_ms_p99']:>8.2f}  {r['throughput_runs']}")
+    for key, a in ANCHORS.items():
+        print(f"{'310P3 ' + key.upper():<12} {a['batch']:>5} {a['throughput']:>9.0f} {'-':>8} {'-':>8}  published")
+    print(f"INT8 speed-up on the CPU: {speedup:.2f}x (310P3 published: "
+          f"{ANCHORS['int8']['throughput'] / ANCHORS['fp16']['throughput']:.2f}x INT8 over FP16)")
+    if e2e_runs:
+        e = report["e2e_int8"]
+        print(f"end to end over {e['files']} files (read, infer, write TXT): {e['e2e_images_per_s']:.1f} img/s = "
+              f"{e['ratio_to_pure'] * 100:.0f} % of pure inference")
+
+    if args.sweep:
+        batches = [int(b) for b in args.sweep.split(",")]
+        sweep = {"int8": [], "fp32": []}
+        work = Path(args.work_dir)
+        for b in log.bar(batches, desc="batch sweep", unit="batch size"):
+            for name, src in (("int8", args.int8_source), ("fp32", args.fp32_source)):
+                path = compiled_for_batch(src, b, work, args.aipp, log)
+                r = pure(path, args.sweep_loop, args.warmup_count, show_summary=False)
+                sweep[name].append({"batch": b, **r})
+        report["sweep"] = sweep
+        print(f"\n{'batch':>5} {'INT8 img/s':>11} {'FP32 img/s':>11} {'speed-up':>9}")
+        for a, b in zip(sweep["int8"], sweep["fp32"]):
+            print(f"{a['batch']:>5} {a['throughput']:>11.1f} {b['throughput']:>11.1f} {a['throughput'] / b['throughput']:>8.2f}x")
+        plot(sweep, Path(args.plot))
+        log(f"plot: {args.plot}")
+    with atomic_file(args.json, "w") as f:
+        json.dump(report, f, indent=2)
+    log(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,145 @@
+"""Stage 7: top-k accuracy from the runner's output files (never its memory) into result.json.
+
+``result.json`` keeps the ModelZoo schema exactly ({"title", "value": [{"key", "value"}...]} with string values
+rounded to 2 decimals) and adds machine-readable numbers beside it.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, atomic_file
+from .progress import Log
+
+OUTPUT_NAME_RE = re.compile(r"^(?P<stem>.+)_(?P<index>\d+)\.(?P<ext>txt|npy|bin)$")
+TITLE = "Overall statistical evaluation"
+
+
+def read_labels(path) -> dict[str, int]:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such label file")
+    labels: dict[str, int] = {}
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise InputError(path, f"line {n}: expected 'img{{i}} {{label}}', found {line.strip()[:60]!r}")
+        if parts[0] in labels:
+            raise InputError(path, f"line {n}: {parts[0]} is labelled twice")
+        if int(parts[1]) < 0:
+            raise InputError(path, f"line {n}: negative label {parts[1]}")
+        labels[parts[0]] = int(parts[1])
+    if not labels:
+        raise InputError(path, "no labels")
+    return labels
+
+
+def find_outputs(result_dir) -> dict[str, Path]:
+    """{image stem: file} for output 0 of every image; summary JSON and foreign files are ignored."""
+    result_dir = Path(result_dir)
+    if not result_dir.is_dir():
+        raise InputError(result_dir, "no such result folder")
+    found: dict[str, Path] = {}
+    for path in result_dir.iterdir():
+        m = OUTPUT_NAME_RE.match(path.name)
+        if not m or m.group("index") != "0" or not path.is_file():
+            continue
+        stem = m.group("stem")
+        if stem in found:
+            raise InputError(path, f"a second output for {stem} (also {found[stem].name})")
+        found[stem] = path
+    return found
+
+
+def read_vector(path: Path) -> np.ndarray:
+    try:
+        if path.suffix == ".txt":
+            vec = np.array(path.read_text().split(), dtype=np.float64)
+        elif path.suffix == ".npy":
+            vec = np.load(path, allow_pickle=False).astype(np.float64).ravel()
+        else:
+            vec = np.fromfile(path, dtype="<f4").astype(np.float64)
+    except (ValueError, OSError) as err:
+        raise InputError(path, f"unreadable output ({str(err).splitlines()[0][:100]})") from None
+    return vec
+
+
+def score(result_dir, label_path, topk: int = 5, allow_missing: bool = False, log: Log | None = None) -> dict:
+    log = log or Log(stage="postprocess")
+    labels = read_labels(label_path)
+    outputs = find_outputs(result_dir)
+    unlabelled = sorted(set(outputs) - set(labels))
+    if unlabelled:
+        raise InputError(outputs[unlabelled[0]], f"an output without a label in {label_path} "
+                                                 f"({len(unlabelled)} such: {', '.join(unlabelled[:3])})")
+    missing = sorted(set(labels) - set(outputs), key=_natural)
+    if missing and not allow_missing:
+        raise InputError(result_dir, f"no output for {len(missing)} labelled images: {', '.join(missing[:5])}"
+                                     + (" ..." if len(missing) > 5 else "") + " (--allow_missing to score the rest)")
+    if missing:
+        log(f"warning: {len(missing)} labelled images have no output; scoring the {len(outputs)} that do")
+    if not outputs:
+        raise InputError(result_dir, "no output files (name_0.txt|npy|bin)")
+    stems = sorted(outputs, key=_natural)
+    vectors = [read_vector(outputs[s]) for s in log.bar(stems, desc="read outputs")]
+    num_classes = len(vectors[0])
+    for s, v in zip(stems, vectors):
+        if len(v) != num_classes:
+            raise InputError(outputs[s], f"{len(v)} values, but {outputs[stems[0]].name} has {num_classes}")
+        if not np.isfinite(v).all():
+            raise InputError(outputs[s], "holds NaN or infinite values")
+    scores = np.stack(vectors)
+    y = np.array([labels[s] for s in stems])
+    if y.max() >= num_classes:
+        bad = stems[int(np.argmax(y >= num_classes))]
+        raise InputError(label_path, f"label {labels[bad]} of {bad} is outside the {num_classes} output classes")
+    k = min(topk, num_classes)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    hit_rank = (order == y[:, None])
+    topk_acc = {i: float(hit_rank[:, :i].any(1).mean() * 100) for i in range(1, k + 1)}
+    pred = order[:, 0]
+    per_class = [float((pred[y == c] == c).mean() * 100) if (y == c).any() else None for c in range(num_classes)]
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(confusion, (y, pred), 1)
+    np.fill_diagonal(confusion, 0)
+    flat = np.argsort(-confusion, axis=None, kind="stable")[:10]
+    pairs = [{"true": int(i // num_classes), "predicted": int(i % num_classes),
+              "count": int(confusion.flat[i])} for i in flat if confusion.flat[i] > 0]
+    return {"num_images": len(stems), "num_classes": num_classes, "topk": topk_acc, "per_class_top1": per_class,
+            "most_confused": pairs, "missing": len(missing)}
+
+
+def _natural(s: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+def result_json(r: dict) -> dict:
+    """The ModelZoo schema, then the numbers a program can read."""
+    value = [{"key": "Number of images", "value": str(r["num_images"])},
+             {"key": "Number of classes", "value": str(r["num_classes"])}]
+    value += [{"key": f"Top{i} accuracy", "value": f"{acc:.2f}%"} for i, acc in r["topk"].items()]
+    return {"title": TITLE, "value": value,
+            "metrics": {"num_images": r["num_images"], "num_classes": r["num_classes"],
+                        **{f"top{i}": acc for i, acc in r["topk"].items()},
+                        "missing_outputs": r["missing"], "per_class_top1": r["per_class_top1"],
+                        "most_confused": r["most_confused"]}}
+
+
+def postprocess(result_dir, label_path, out_dir, json_name, topk=5, allow_missing=False, log: Log | None = None):
+    log = log or Log(stage="postprocess")
+    start = time.perf_counter()
+    r = score(result_dir, label_path, topk, allow_missing, log)
+    out = Path(out_dir) / json_name
+    with atomic_file(out, "w") as f:
+        json.dump(result_json(r), f, indent=2)
+    if not log.quiet:
+        print(f"{'images':>8} {'classes':>8} " + " ".join(f"{'top-' + str(i):>7}" for i in r["topk"]))
+        print(f"{r['num_images']:>8} {r['num_classes']:>8} " + " ".join(f"{a:>6.2f}%" for a in r["topk"].values()))
+    log(f"wrote {out} in {time.perf_counter() - start:.2f} s")
+    return r
