@@ -16,5 +16,6 @@ class Log:
             print(f"[{self.stage}] {message}", flush=True)
 
     def bar(self, iterable=None, total=None, desc: str = "", unit: str = "img"):
-        return tqdm(iterable, total=total, desc=f"[{self.stage}] {desc}", unit=unit, disable=self.quiet,
+        # disable=None: tqdm draws only on a terminal, so logs and CI output stay free of carriage returns.
+        return tqdm(iterable, total=total, desc=f"[{self.stage}] {desc}", unit=unit, disable=True if self.quiet else None,
                     file=sys.stderr, dynamic_ncols=True, leave=False, mininterval=0.5)

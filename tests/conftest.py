@@ -96,3 +96,33 @@ def tool_calls(bin_dir: Path, name: str) -> list:
 
 def env_with_path(bin_dir: Path, **extra) -> dict:
     return {"PATH": f"{bin_dir}:{os.environ['PATH']}", **extra}
+
+
+def tiny_model(path: Path, batch=24, classes=100) -> Path:
+    """A tiny compiled-model stand-in with the OM's interface: uint8 NHWC [batch,32,32,3] -> float [batch,classes],
+    whose output row is the first ``classes`` bytes of its image, so each output file can be traced to its input."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    nodes = [
+        helper.make_node("Reshape", ["input", "shape"], ["flat"]),
+        helper.make_node("Slice", ["flat", "starts", "ends", "axes"], ["head"]),
+        helper.make_node("Cast", ["head"], ["output"], to=TensorProto.FLOAT),
+    ]
+    inits = [numpy_helper.from_array(np.array([batch, 3072], np.int64), "shape"),
+             numpy_helper.from_array(np.array([0], np.int64), "starts"),
+             numpy_helper.from_array(np.array([classes], np.int64), "ends"),
+             numpy_helper.from_array(np.array([1], np.int64), "axes")]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.UINT8, [batch, 32, 32, 3])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, classes])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def write_bins(folder: Path, n: int, seed=0) -> np.ndarray:
+    folder.mkdir(parents=True, exist_ok=True)
+    images = np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    for i in range(n):
+        (folder / f"img{i}.bin").write_bytes(images[i].tobytes())
+    return images
