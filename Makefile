@@ -28,9 +28,10 @@ test: $(STAMP)
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash pipeline.sh --demo $(if $(CHECKPOINT),--checkpoint "$(CHECKPOINT)")
 
+# Needs the compiled models: run `make demo` first.
 bench: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash benchmark.sh --sweep
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m poc.bench_stages
+	$(PY) -m poc.bench_stages
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash benchmark.sh --sweep --e2e_input bench_out/stages/bin_data
 
 clean:
 	rm -rf bin_data pic img_label.txt amct_bin_data models dst dst_summary.json dst_fp32 dst_fp32_summary.json \

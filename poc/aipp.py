@@ -7,24 +7,22 @@ emulate, rather than ignoring it.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
-from google.protobuf import descriptor_pb2, descriptor_pool, text_format
-from google.protobuf.message_factory import GetMessageClass
 from onnx import TensorProto, helper, numpy_helper
 
 from .errors import InputError
+from .prototext import F as _F
+from .prototext import message_class, parse_file
 
-_F = descriptor_pb2.FieldDescriptorProto
 INPUT_FORMATS = ("UNDEFINED", "YUV420SP_U8", "XRGB8888_U8", "RGB888_U8", "YUV400_U8", "NC1HWC0DI_FP16",
                  "NC1HWC0DI_S8", "ARGB8888_U8", "YUYV_U8", "YUV422SP_U8", "AYUV444_U8", "RAW10", "RAW12",
                  "RAW16", "RAW24", "RGB16", "RGB20", "RGB24", "RGB8_IR", "RGB16_IR", "RGB24_IR")
 _BOOL, _INT, _FLOAT, _ENUM, _MSG = _F.TYPE_BOOL, _F.TYPE_INT32, _F.TYPE_FLOAT, _F.TYPE_ENUM, _F.TYPE_MESSAGE
-# The AippOpParams fields of ATC's insert_op.proto (numbers are ours; text format goes by name).
+# The AippOpParams fields of ATC's insert_op.proto (the text format goes by name, so numbers are ours).
 _AIPP_FIELDS = [("aipp_mode", _ENUM, "AippMode"), ("related_input_rank", _INT, None),
                 ("input_format", _ENUM, "InputFormat"), ("src_image_size_w", _INT, None),
                 ("src_image_size_h", _INT, None), ("crop", _BOOL, None), ("load_start_pos_w", _INT, None),
@@ -45,27 +43,10 @@ _UNSUPPORTED_SWITCHES = ("resize", "padding", "csc_switch", "ax_swap_switch", "s
                          "support_rotation")
 
 
-def _message_class():
-    fdp = descriptor_pb2.FileDescriptorProto(name="poc_aipp.proto", package="poc_aipp", syntax="proto2")
-    mode = fdp.enum_type.add(name="AippMode")
-    for i, name in enumerate(("undefined", "static", "dynamic")):
-        mode.value.add(name=name, number=i)
-    fmt = fdp.enum_type.add(name="InputFormat")
-    for i, name in enumerate(INPUT_FORMATS):
-        fmt.value.add(name=name, number=i)
-    params = fdp.message_type.add(name="AippOpParams")
-    for number, (name, ftype, type_name) in enumerate(_AIPP_FIELDS, start=1):
-        f = params.field.add(name=name, number=number, type=ftype, label=_F.LABEL_OPTIONAL)
-        if type_name:
-            f.type_name = f".poc_aipp.{type_name}"
-    top = fdp.message_type.add(name="InsertNewOps")
-    top.field.add(name="aipp_op", number=1, type=_MSG, label=_F.LABEL_REPEATED, type_name=".poc_aipp.AippOpParams")
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    return GetMessageClass(pool.FindMessageTypeByName("poc_aipp.InsertNewOps"))
-
-
-_InsertNewOps = _message_class()
+_InsertNewOps = message_class(
+    "poc_aipp", {"AippOpParams": [(name, ftype, _F.LABEL_OPTIONAL, type_name) for name, ftype, type_name in _AIPP_FIELDS],
+                 "InsertNewOps": [("aipp_op", _MSG, _F.LABEL_REPEATED, "AippOpParams")]},
+    "InsertNewOps", enums={"AippMode": ["undefined", "static", "dynamic"], "InputFormat": list(INPUT_FORMATS)})
 
 
 @dataclass
@@ -98,17 +79,7 @@ class Aipp:
 
 def parse_aipp(path) -> Aipp:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise InputError(path, "no such AIPP config") from None
-    msg = _InsertNewOps()
-    try:
-        text_format.Parse(text, msg)
-    except text_format.ParseError as err:
-        m = re.match(r"(\d+):(\d+)\s*:\s*(.*)", str(err))
-        what = (m.group(3) if m else str(err)).replace("poc_aipp.", "")
-        raise InputError(path, f"line {m.group(1)}: {what}" if m else what) from None
+    msg = parse_file(path, _InsertNewOps, "AIPP config")
     if len(msg.aipp_op) != 1:
         raise InputError(path, f"expected one aipp_op block, found {len(msg.aipp_op)}")
     op = msg.aipp_op[0]

@@ -5,58 +5,29 @@ an unknown field or a syntax error stops with the file name and line number.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
-
-from google.protobuf import descriptor_pb2, descriptor_pool, text_format
-from google.protobuf.message_factory import GetMessageClass
 
 from .errors import InputError
+from .prototext import F, message_class, parse_file
 
-_F = descriptor_pb2.FieldDescriptorProto
-_SCHEMA = {  # message: [(field, number, type, label, message type)]
+_OPT, _REP = F.LABEL_OPTIONAL, F.LABEL_REPEATED
+_SCHEMA = {  # message: [(field, type, label, message type)]
     "AMCTConfig": [
-        ("batch_num", 1, _F.TYPE_UINT32, _F.LABEL_OPTIONAL, None),
-        ("activation_offset", 2, _F.TYPE_BOOL, _F.LABEL_OPTIONAL, None),
-        ("joint_quant", 3, _F.TYPE_BOOL, _F.LABEL_OPTIONAL, None),
-        ("skip_layers", 4, _F.TYPE_STRING, _F.LABEL_REPEATED, None),
-        ("skip_layer_types", 5, _F.TYPE_STRING, _F.LABEL_REPEATED, None),
-        ("do_fusion", 6, _F.TYPE_BOOL, _F.LABEL_OPTIONAL, None),
-        ("skip_fusion_layers", 7, _F.TYPE_STRING, _F.LABEL_REPEATED, None),
-        ("common_config", 8, _F.TYPE_MESSAGE, _F.LABEL_OPTIONAL, "CommonConfig"),
+        ("batch_num", F.TYPE_UINT32, _OPT, None), ("activation_offset", F.TYPE_BOOL, _OPT, None),
+        ("joint_quant", F.TYPE_BOOL, _OPT, None), ("skip_layers", F.TYPE_STRING, _REP, None),
+        ("skip_layer_types", F.TYPE_STRING, _REP, None), ("do_fusion", F.TYPE_BOOL, _OPT, None),
+        ("skip_fusion_layers", F.TYPE_STRING, _REP, None), ("common_config", F.TYPE_MESSAGE, _OPT, "CommonConfig"),
     ],
-    "CommonConfig": [
-        ("arq_quantize", 1, _F.TYPE_MESSAGE, _F.LABEL_OPTIONAL, "ARQuantize"),
-        ("ifmr_quantize", 2, _F.TYPE_MESSAGE, _F.LABEL_OPTIONAL, "IFMRQuantize"),
-    ],
-    "ARQuantize": [("channel_wise", 1, _F.TYPE_BOOL, _F.LABEL_OPTIONAL, None)],
-    "IFMRQuantize": [
-        ("search_range_start", 1, _F.TYPE_FLOAT, _F.LABEL_OPTIONAL, None),
-        ("search_range_end", 2, _F.TYPE_FLOAT, _F.LABEL_OPTIONAL, None),
-        ("search_step", 3, _F.TYPE_FLOAT, _F.LABEL_OPTIONAL, None),
-        ("max_percentile", 4, _F.TYPE_FLOAT, _F.LABEL_OPTIONAL, None),
-        ("min_percentile", 5, _F.TYPE_FLOAT, _F.LABEL_OPTIONAL, None),
-        ("asymmetric", 6, _F.TYPE_BOOL, _F.LABEL_OPTIONAL, None),
-    ],
+    "CommonConfig": [("arq_quantize", F.TYPE_MESSAGE, _OPT, "ARQuantize"),
+                     ("ifmr_quantize", F.TYPE_MESSAGE, _OPT, "IFMRQuantize")],
+    "ARQuantize": [("channel_wise", F.TYPE_BOOL, _OPT, None)],
+    "IFMRQuantize": [(name, F.TYPE_FLOAT, _OPT, None) for name in (
+        "search_range_start", "search_range_end", "search_step", "max_percentile", "min_percentile")]
+    + [("asymmetric", F.TYPE_BOOL, _OPT, None)],
 }
 
 
-def _message_class():
-    fdp = descriptor_pb2.FileDescriptorProto(name="poc_amct_calibration_config.proto", package="poc_amct",
-                                             syntax="proto2")
-    for msg_name, fields in _SCHEMA.items():
-        msg = fdp.message_type.add(name=msg_name)
-        for name, number, ftype, label, type_name in fields:
-            f = msg.field.add(name=name, number=number, type=ftype, label=label)
-            if type_name:
-                f.type_name = f".poc_amct.{type_name}"
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    return GetMessageClass(pool.FindMessageTypeByName("poc_amct.AMCTConfig"))
-
-
-_AMCTConfig = _message_class()
+_AMCTConfig = message_class("poc_amct", _SCHEMA, "AMCTConfig")
 
 
 @dataclass
@@ -79,21 +50,7 @@ class QuantConfig:
 
 
 def parse_quant_cfg(path) -> QuantConfig:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise InputError(path, "no such calibration config") from None
-    except UnicodeDecodeError:
-        raise InputError(path, "not a text file") from None
-    msg = _AMCTConfig()
-    try:
-        text_format.Parse(text, msg)
-    except text_format.ParseError as err:
-        m = re.match(r"(\d+):(\d+)\s*:\s*(.*)", str(err))
-        where, what = (f"line {m.group(1)}", m.group(3)) if m else ("", str(err))
-        what = what.replace("poc_amct.", "")
-        raise InputError(path, f"{where}: {what}" if where else what) from None
+    msg = parse_file(path, _AMCTConfig, "calibration config")
     cfg = QuantConfig()
     for name in ("batch_num", "activation_offset", "joint_quant", "do_fusion"):
         if msg.HasField(name):

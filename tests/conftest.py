@@ -50,6 +50,16 @@ def demo_data(tmp_path_factory):
     return out
 
 
+class CodeRunningPayload:
+    """Pickles to a call of open(target, "w"): loading it would create ``target``."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
 def dump_pickle(path: Path, obj, protocol=2):
     path.write_bytes(pickle.dumps(obj, protocol=protocol))
     return path

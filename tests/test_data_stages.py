@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, dump_pickle, run_script, write_cifar100
+from conftest import CodeRunningPayload, ROOT, dump_pickle, run_script, write_cifar100
 from poc import cifar, config
 from poc.calib_data import normalise, spread_sample
 from poc.errors import InputError
@@ -106,17 +106,9 @@ def test_cifar10_input(tmp_path):
     assert (tmp_path / "img_label.txt").read_text().splitlines()[29] == f"img29 {labels[29]}"
 
 
-class _Evil:
-    def __init__(self, target):
-        self.target = target
-
-    def __reduce__(self):
-        return (open, (self.target, "w"))
-
-
 def test_malicious_pickle_refused_and_not_run(tmp_path):
     target = tmp_path / "pwned"
-    evil = dump_pickle(tmp_path / "test", {b"data": _Evil(str(target)), b"fine_labels": [0]})
+    evil = dump_pickle(tmp_path / "test", {b"data": CodeRunningPayload(str(target)), b"fine_labels": [0]})
     with pytest.raises(InputError, match="refused to load global '(io|builtins).open'"):
         cifar.load_split(evil)
     assert not target.exists()

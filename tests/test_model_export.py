@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from conftest import ROOT, run_script
+from conftest import CodeRunningPayload, ROOT, run_script
 from poc import cifar
 from poc.checkpoint import build_model
 from poc.errors import InputError
@@ -93,17 +93,9 @@ def test_bad_checkpoints(tmp_path):
         build_model(tmp_path / "junk.pth")
 
 
-class _Evil:
-    def __init__(self, target):
-        self.target = target
-
-    def __reduce__(self):
-        return (open, (self.target, "w"))
-
-
 def test_code_running_checkpoint_refused_without_running(tmp_path):
     target = tmp_path / "pwned"
-    torch.save({"state_dict": {}, "meta": _Evil(str(target))}, tmp_path / "evil.pth")
+    torch.save({"state_dict": {}, "meta": CodeRunningPayload(str(target))}, tmp_path / "evil.pth")
     assert not target.exists()
     proc = run_script(["export_onnx.py", "--checkpoint", str(tmp_path / "evil.pth"), "--work-dir", "m"],
                       cwd=tmp_path, check=False)

@@ -454,3 +454,17 @@ def test_sensitivity_table(demo_workdir, tmp_path):
     for r in rows:  # one group quantized is closer to FP32 than the whole model quantized
         assert r["images"] == 48 and r["mean_cosine"] >= full["mean_cosine"] - 1e-4
     assert "layer3" in proc.stdout and "top-1 agree" in proc.stdout
+
+
+@pytest.mark.parametrize("method", ["minmax", "percentile"])
+def test_other_calibration_methods(demo_workdir, tmp_path, method):
+    cfg = tmp_path / "q.cfg"
+    cfg.write_text("batch_num: 1\n")
+    run_script(["quantize.sh", "--model", str(demo_workdir / "models/end2end.onnx"), "--save_path", "q",
+                "--data_dir", str(demo_workdir / "amct_bin_data"), "--calibration_config", str(cfg),
+                "--eval_bins", str(demo_workdir / "bin_data"), "--eval_images", "48", "--method", method, "--quiet"],
+               cwd=tmp_path, env=CPU)
+    report = json.loads((tmp_path / "q_quant_report.json").read_text())
+    assert report["method"] == method and report["fidelity"]["images"] == 48
+    m = onnx.load(str(tmp_path / "q_deploy_model.onnx"))
+    assert json.loads({p.key: p.value for p in m.metadata_props}["poc_quantizer"])["method"] == method
