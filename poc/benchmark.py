@@ -40,12 +40,32 @@ def pure(model, loop, warmup, show_summary: bool = True) -> dict:
             "latency_ms_p99": t["percentile(99%)"], "loops": t["count"]}
 
 
-def median_run(runs: list[dict]) -> dict:
-    """The run with the median throughput (its latencies belong to it), plus every run's throughput."""
-    order = sorted(runs, key=lambda r: r["throughput"])
-    mid = dict(order[len(order) // 2])
-    mid["throughput_runs"] = [round(r["throughput"], 2) for r in runs]
-    return mid
+def interleaved(models: dict, loop: int, block: int, warmup: int, log: Log) -> dict:
+    """Time ``loop`` runs of each model, alternating blocks of ``block`` runs, so that every model sees the same
+    stretches of this machine's drifting speed; returns {name: per-run milliseconds}."""
+    loaded = {}
+    for name, path in models.items():
+        # No spinning: a session's idle threads would otherwise spin through the other model's turn.
+        backend = runner.OnnxRuntimeBackend().load(path, spin=False)
+        spec = runner.input_spec(backend, path, None)
+        feed = {spec.name: np.zeros(spec.shape, spec.dtype)}
+        for _ in range(warmup):
+            backend.predict(feed)
+        loaded[name] = (backend, feed, spec.shape[0])
+    times = {name: [] for name in models}
+    done = 0
+    bar = log.bar(total=loop * len(models), desc="interleaved runs", unit="run")
+    while done < loop:
+        n = min(block, loop - done)
+        for name, (backend, feed, _) in loaded.items():
+            for _ in range(n):
+                t0 = time.perf_counter()
+                backend.predict(feed)
+                times[name].append((time.perf_counter() - t0) * 1000)
+            bar.update(n)
+        done += n
+    bar.close()
+    return {name: (times[name], loaded[name][2]) for name in models}
 
 
 def compiled_for_batch(source, batch: int, out_dir: Path, aipp, log: Log) -> Path:
@@ -92,7 +112,9 @@ def main(argv=None) -> int:
     p.add_argument("--loop", type=int, default=100, help="timed runs per model (default: 100)")
     p.add_argument("--batchsize", type=int, default=BATCH_SIZE, help="(default: %(default)s)")
     p.add_argument("--warmup_count", type=int, default=3, help="CPU: untimed runs first (default: 3)")
-    p.add_argument("--repeats", type=int, default=3, help="CPU: alternated runs per model; the median counts (default: 3)")
+    p.add_argument("--block", type=int, default=5, help="CPU: runs per model before switching to the other (default: 5)")
+    p.add_argument("--repeats", type=int, default=3, help="CPU: end-to-end pairs with --e2e_input; the median counts "
+                                                          "(default: 3)")
     p.add_argument("--sweep", nargs="?", const="1,8,16,24,32", default=None, metavar="B,B,...",
                    help="CPU: also time these batch sizes (default when given: 1,8,16,24,32)")
     p.add_argument("--sweep_loop", type=int, default=20, help="timed runs per sweep point (default: 20)")
@@ -123,52 +145,66 @@ def main(argv=None) -> int:
     for path in (model, Path(args.fp32_model)):
         if not path.is_file():
             raise InputError(path, "no such model file (run pipeline.sh, or atc_convert.sh, first)")
-    log(f"backend: cpu; {cpu_name()}; INT8 {model} vs FP32 {args.fp32_model}; {args.repeats} alternated runs of "
-        f"{args.loop} loops each")
-    runs = {"int8": [], "fp32": []}
+    log(f"backend: cpu; {cpu_name()}; INT8 {model} vs FP32 {args.fp32_model}; {args.loop} runs each, "
+        f"alternating blocks of {args.block}")
+    timed = interleaved({"int8": model, "fp32": Path(args.fp32_model)}, args.loop, args.block, args.warmup_count, log)
+    result = {}
+    for name, (ms, batch) in timed.items():
+        st = runner.stats(ms)
+        summary = {"NPU_compute_time": st, "throughput": 1000 * batch / st["mean"]}
+        if not args.quiet:
+            print(f"{name.upper()} {model if name == 'int8' else args.fp32_model}:")
+            runner.print_summary(summary, batch)
+        result[name] = {"throughput": summary["throughput"], "latency_ms_mean": st["mean"],
+                        "latency_ms_p50": st["median"], "latency_ms_p99": st["percentile(99%)"], "loops": st["count"],
+                        "batch": batch}
     e2e_runs = []
-    for r in range(args.repeats):
-        for name, path in (("int8", model), ("fp32", Path(args.fp32_model))):
-            log(f"run {r + 1}/{args.repeats}: {name} ...")
-            runs[name].append(pure(path, args.loop, args.warmup_count, not args.quiet))
-        if args.e2e_input:
-            out = Path(args.work_dir) / "e2e"
-            s = runner.run(runner_args(model, 1, args.warmup_count, args.e2e_input, str(out)), Log(True), False)
-            e2e_runs.append({"e2e_images_per_s": s["e2e"]["images_per_s"], "files": s["e2e"]["files"],
-                             "compute_throughput": s["throughput"]})
-    result = {name: median_run(rs) for name, rs in runs.items()}
+    for r in range(args.repeats if args.e2e_input else 0):
+        # The whole run over the files, then pure inference over as many batches, back to back: the
+        # pair sees the same machine, so their ratio is the I/O overhead and not this machine's drift.
+        out = Path(args.work_dir) / "e2e"
+        log(f"end to end {r + 1}/{args.repeats}: int8 over {args.e2e_input} ...")
+        s = runner.run(runner_args(model, 1, args.warmup_count, args.e2e_input, str(out)), Log(True), False)
+        paired = pure(model, s["NPU_compute_time"]["count"], args.warmup_count, show_summary=False)
+        e2e_runs.append({"e2e_images_per_s": s["e2e"]["images_per_s"], "files": s["e2e"]["files"],
+                         "in_run_compute_throughput": s["throughput"], "paired_pure_throughput": paired["throughput"],
+                         "ratio_to_pure": s["e2e"]["images_per_s"] / paired["throughput"]})
     speedup = result["int8"]["throughput"] / result["fp32"]["throughput"]
     report = {"date": time.strftime("%Y-%m-%d"), "machine": {"cpu": cpu_name(), "python": platform.python_version()},
-              "batch": args.batchsize, "loop": args.loop, "repeats": args.repeats, "cpu": result,
+              "batch": result["int8"]["batch"], "loop": args.loop, "block": args.block, "cpu": result,
               "int8_speedup": speedup, "ascend_310p3_published": ANCHORS}
     if e2e_runs:
-        e2e = sorted(e2e_runs, key=lambda x: x["e2e_images_per_s"])[len(e2e_runs) // 2]
-        e2e["ratio_to_pure"] = e2e["e2e_images_per_s"] / result["int8"]["throughput"]
+        e2e = dict(sorted(e2e_runs, key=lambda x: x["ratio_to_pure"])[len(e2e_runs) // 2])
+        e2e["ratio_runs"] = [round(x["ratio_to_pure"], 3) for x in e2e_runs]
         report["e2e_int8"] = e2e
 
-    print(f"\n{'model':<12} {'batch':>5} {'img/s':>9} {'p50 ms':>8} {'p99 ms':>8}  runs (img/s)")
+    print(f"\n{'model':<12} {'batch':>5} {'img/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
     for name in ("int8", "fp32"):
         r = result[name]
-        print(f"{'CPU ' + name.upper():<12} {args.batchsize:>5} {r['throughput']:>9.1f} {r['latency_ms_p50']:>8.2f} "
-              f"{r['latency_ms_p99']:>8.2f}  {r['throughput_runs']}")
+        print(f"{'CPU ' + name.upper():<12} {r['batch']:>5} {r['throughput']:>9.1f} {r['latency_ms_p50']:>8.2f} "
+              f"{r['latency_ms_p99']:>8.2f}")
     for key, a in ANCHORS.items():
-        print(f"{'310P3 ' + key.upper():<12} {a['batch']:>5} {a['throughput']:>9.0f} {'-':>8} {'-':>8}  published")
+        print(f"{'310P3 ' + key.upper():<12} {a['batch']:>5} {a['throughput']:>9.0f} {'-':>8} {'-':>8}  (published)")
     print(f"INT8 speed-up on the CPU: {speedup:.2f}x (310P3 published: "
           f"{ANCHORS['int8']['throughput'] / ANCHORS['fp16']['throughput']:.2f}x INT8 over FP16)")
     if e2e_runs:
         e = report["e2e_int8"]
         print(f"end to end over {e['files']} files (read, infer, write TXT): {e['e2e_images_per_s']:.1f} img/s = "
-              f"{e['ratio_to_pure'] * 100:.0f} % of pure inference")
+              f"{e['ratio_to_pure'] * 100:.0f} % of pure inference over as many batches right after it "
+              f"(median of {len(e2e_runs)} pairs: {e['ratio_runs']})")
 
     if args.sweep:
         batches = [int(b) for b in args.sweep.split(",")]
         sweep = {"int8": [], "fp32": []}
         work = Path(args.work_dir)
         for b in log.bar(batches, desc="batch sweep", unit="batch size"):
-            for name, src in (("int8", args.int8_source), ("fp32", args.fp32_source)):
-                path = compiled_for_batch(src, b, work, args.aipp, log)
-                r = pure(path, args.sweep_loop, args.warmup_count, show_summary=False)
-                sweep[name].append({"batch": b, **r})
+            paths = {name: compiled_for_batch(src, b, work, args.aipp, log)
+                     for name, src in (("int8", args.int8_source), ("fp32", args.fp32_source))}
+            for name, (ms, batch) in interleaved(paths, args.sweep_loop, args.block, args.warmup_count,
+                                                 Log(True)).items():
+                st = runner.stats(ms)
+                sweep[name].append({"batch": b, "throughput": 1000 * batch / st["mean"],
+                                    "latency_ms_p50": st["median"], "latency_ms_p99": st["percentile(99%)"]})
         report["sweep"] = sweep
         print(f"\n{'batch':>5} {'INT8 img/s':>11} {'FP32 img/s':>11} {'speed-up':>9}")
         for a, b in zip(sweep["int8"], sweep["fp32"]):

@@ -46,10 +46,12 @@ class OnnxRuntimeBackend:
     def version(self) -> str:
         return ort.__version__
 
-    def load(self, model_path, threads: int = 0) -> "OnnxRuntimeBackend":
+    def load(self, model_path, threads: int = 0, spin: bool = True) -> "OnnxRuntimeBackend":
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = threads
+        if not spin:  # idle pool threads sleep instead of spinning (needed when two sessions take turns)
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
         except Exception as err:  # noqa: BLE001 - any load failure is one line about this file
@@ -169,6 +171,17 @@ def stats(ms: list[float]) -> dict:
 def _fmt(name: str, s: dict) -> str:
     return (f"[INFO] {name} (ms): min = {s['min']:.4f}, max = {s['max']:.4f}, mean = {s['mean']:.4f}, "
             f"median = {s['median']:.4f}, percentile(99%) = {s['percentile(99%)']:.4f}")
+
+
+def print_summary(summary: dict, batch: int) -> None:
+    """ais_bench's closing lines."""
+    print("[INFO] -----------------Performance Summary------------------")
+    for key in ("H2D_latency", "NPU_compute_time", "D2H_latency"):
+        if key in summary:
+            print(_fmt(key, summary[key]))
+    print(f"[INFO] throughput 1000*batchsize.mean({batch})/NPU_compute_time.mean("
+          f"{summary['NPU_compute_time']['mean']:.4f}): {summary['throughput']:.4f}")
+    print("[INFO] ------------------------------------------------------", flush=True)
 
 
 # --- the run ---------------------------------------------------------------------------------------------
@@ -293,13 +306,7 @@ def run(args, log: Log, show_summary: bool = True) -> dict:
         "filesinfo": files_info,
     }
     if show_summary:
-        print("[INFO] -----------------Performance Summary------------------")
-        print(_fmt("H2D_latency", summary["H2D_latency"]))
-        print(_fmt("NPU_compute_time", summary["NPU_compute_time"]))
-        print(_fmt("D2H_latency", summary["D2H_latency"]))
-        print(f"[INFO] throughput 1000*batchsize.mean({batch})/NPU_compute_time.mean("
-              f"{summary['NPU_compute_time']['mean']:.4f}): {throughput:.4f}")
-        print("[INFO] ------------------------------------------------------", flush=True)
+        print_summary(summary, batch)
     log(f"end to end: {summary['e2e']['images_per_s']:.1f} images/s over {wall:.1f} s "
         + (f"({len(files)} files read, {sum(len(v['outfile']) for v in files_info.values())} outputs written"
            + (f" to {out_dir})" if write_outputs else ")") if args.input else "(pure inference)"))

@@ -287,3 +287,23 @@ def test_pipeline_stops_at_failing_stage(tmp_path):
 def test_help(script, tmp_path):
     out = run_script([script, "--help"], cwd=tmp_path).stdout
     assert "usage" in out.lower()
+
+
+def test_cpu_benchmark_table_json_e2e_and_sweep_plot(tmp_path, demo_workdir):
+    a = tiny_model(tmp_path / "a.onnx")
+    b = tiny_model(tmp_path / "b.onnx")
+    write_bins(tmp_path / "bins", 30)
+    src = demo_workdir / "models" / "end2end.onnx"
+    proc = run_script(["benchmark.sh", "--model", str(a), "--fp32_model", str(b), "--loop", "6", "--block", "2",
+                       "--repeats", "1", "--e2e_input", "bins", "--sweep", "1,2", "--sweep_loop", "2",
+                       "--int8_source", str(src), "--fp32_source", str(src), "--aipp", str(ROOT / "aipp.conf")],
+                      cwd=tmp_path)
+    report = json.loads((tmp_path / "benchmark.json").read_text())
+    assert report["cpu"]["int8"]["loops"] == 6 and report["cpu"]["fp32"]["loops"] == 6
+    assert report["int8_speedup"] == pytest.approx(report["cpu"]["int8"]["throughput"] / report["cpu"]["fp32"]["throughput"])
+    assert report["ascend_310p3_published"]["int8"]["throughput"] == 14290
+    assert report["e2e_int8"]["files"] == 30 and report["e2e_int8"]["ratio_to_pure"] > 0
+    assert [r["batch"] for r in report["sweep"]["int8"]] == [1, 2]
+    assert (tmp_path / "benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "INT8 speed-up on the CPU" in proc.stdout and "310P3 INT8" in proc.stdout
+    assert proc.stdout.count("[INFO] throughput 1000*batchsize.mean(24)") == 2  # the ais_bench-style summaries
