@@ -127,7 +127,7 @@ def which_atc() -> bool:
 def main(argv=None) -> int:
     import argparse
 
-    from .config import AIPP_CFG, COMPILED_INT8, DEPLOY_SUFFIX, QUANT_SAVE_PATH
+    from .config import AIPP_CFG, COMPILED_INT8, DEPLOY_SUFFIX, INPUT_SHAPE, QUANT_SAVE_PATH
 
     p = argparse.ArgumentParser(
         prog="atc_convert.sh", description="Stage 5: compile for batch 24 with AIPP. atc when on PATH (or "
@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=f"{QUANT_SAVE_PATH}{DEPLOY_SUFFIX}", help="ONNX model (default: %(default)s)")
     p.add_argument("--output", default=COMPILED_INT8, help="output path without extension (default: %(default)s)")
     p.add_argument("--input_format", default="NCHW", help="(default: %(default)s)")
-    p.add_argument("--input_shape", default="input:24,3,32,32", help="(default: %(default)s)")
+    p.add_argument("--input_shape", default=INPUT_SHAPE, help="(default: %(default)s)")
     p.add_argument("--insert_op_conf", default=AIPP_CFG, help="AIPP config; '' for none (default: %(default)s)")
     p.add_argument("--enable_small_channel", default="1", help="atc only (default: %(default)s)")
     p.add_argument("--op_select_implmode", default="high_performance", help="atc only (default: %(default)s)")

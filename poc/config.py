@@ -14,6 +14,8 @@ IMAGE_BYTES = IMAGE_HW * IMAGE_HW * IMAGE_CHANNELS  # 3072: one bin_data/img{i}.
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 ONNX_OPSET = 11
+# AMCT's and ATC's --input_shape for the compiled model: "input:24,3,32,32".
+INPUT_SHAPE = f"{INPUT_NAME}:{BATCH_SIZE},{IMAGE_CHANNELS},{IMAGE_HW},{IMAGE_HW}"
 
 # Default paths, relative to the working directory, as in the ModelZoo README.
 CIFAR100_DIR = "./cifar-100-python"

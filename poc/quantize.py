@@ -355,7 +355,7 @@ def main(argv=None) -> int:
     import argparse
 
     from . import tools
-    from .config import BIN_DIR, CALIB_DIR, LABEL_FILE, MODELS_DIR, END2END_ONNX, QUANT_CFG, QUANT_SAVE_PATH
+    from .config import BIN_DIR, CALIB_DIR, END2END_ONNX, INPUT_SHAPE, LABEL_FILE, MODELS_DIR, QUANT_CFG, QUANT_SAVE_PATH
     from .quant_cfg import parse_quant_cfg
 
     p = argparse.ArgumentParser(
@@ -364,7 +364,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=f"{MODELS_DIR}/{END2END_ONNX}", help="float ONNX model (default: %(default)s)")
     p.add_argument("--save_path", default=QUANT_SAVE_PATH,
                    help="output prefix: {save_path}_deploy_model.onnx ... (default: %(default)s)")
-    p.add_argument("--input_shape", default="input:24,3,32,32", help="NAME:N,C,H,W (default: %(default)s)")
+    p.add_argument("--input_shape", default=INPUT_SHAPE, help="NAME:N,C,H,W (default: %(default)s)")
     p.add_argument("--data_dir", default=f"{CALIB_DIR}/", help="calibration bins (default: %(default)s)")
     p.add_argument("--data_types", default="float32", help="calibration data type (default: %(default)s)")
     p.add_argument("--calibration_config", default=QUANT_CFG, help="AMCT config (default: %(default)s)")
