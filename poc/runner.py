@@ -11,6 +11,7 @@ Files are read ahead by a background thread and outputs written by another, so t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import queue
 import re
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .errors import InputError, atomic_file
+from .errors import InputError, atomic_dir, atomic_file
 from .progress import Log
 
 OUTFMTS = ("TXT", "NPY", "BIN")
@@ -125,6 +126,14 @@ def read_input(path: Path, dtype: np.dtype) -> bytes:
 
 
 def files_per_batch(files: list[Path], spec: InputSpec) -> int:
+    """Files per batch; every .bin file is checked up front, so a bad one stops the run before it starts."""
+    sizes = {}
+    for f in files:
+        if f.suffix == ".bin":
+            sizes.setdefault(f.stat().st_size, f)
+    if len(sizes) > 1:
+        (size_a, a), (size_b, b) = list(sizes.items())[:2]
+        raise InputError(b, f"{size_b} bytes, but {a.name} has {size_a}: input files must all be the same size")
     first = read_input(files[0], spec.dtype)
     if not first or spec.nbytes % len(first):
         raise InputError(files[0], f"{len(first)} bytes does not divide the model input's {spec.nbytes} bytes "
@@ -208,8 +217,6 @@ def run(args, log: Log, show_summary: bool = True) -> dict:
         groups = [None] * args.loop
         log(f"pure inference: {args.loop} loops of {args.pure_data_type} input, {args.warmup_count} warm-up")
 
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
 
     def make_batch(group):
@@ -256,9 +263,9 @@ def run(args, log: Log, show_summary: bool = True) -> dict:
                 outfiles = []
                 for k, f in enumerate(group[:real]):
                     for oi, out in enumerate(outputs):
-                        dst = out_dir / f"{f.stem}_{oi}.{args.outfmt.lower()}"
-                        write_output(dst, out[k * rows:(k + 1) * rows], args.outfmt)
-                        outfiles.append(str(dst))
+                        name = f"{f.stem}_{oi}.{args.outfmt.lower()}"
+                        write_output(write_dir / name, out[k * rows:(k + 1) * rows], args.outfmt)
+                        outfiles.append(str(out_dir / name))
                 files_info[str(index)] = {"infile": [str(f) for f in group[:real]], "outfile": outfiles}
                 d2h.append((time.perf_counter() - t0) * 1000)
         except BaseException as err:  # noqa: BLE001
@@ -266,33 +273,37 @@ def run(args, log: Log, show_summary: bool = True) -> dict:
             while write_q.get() is not None:  # drain so the main thread never blocks
                 pass
 
-    threads = [threading.Thread(target=reader, daemon=True)]
-    write_outputs = out_dir is not None and args.input
-    if write_outputs:
-        threads.append(threading.Thread(target=writer, daemon=True))
-    for t in threads:
-        t.start()
-    bar = log.bar(total=len(files) if args.input else len(groups), desc="infer", unit="img" if args.input else "loop")
-    start = time.perf_counter()
-    index = 0
-    while (item := read_q.get()) is not None:
-        data, group, real, h2d_ms = item
-        t0 = time.perf_counter()
-        outputs = backend.predict({spec.name: data})
-        compute.append((time.perf_counter() - t0) * 1000)
-        h2d.append(h2d_ms)
+    # Outputs go to a temporary folder that replaces {output}/{output_dirname} whole at the end: a failed run
+    # leaves the previous outputs (or none), never a half-written set, and no stale file survives a re-run.
+    with contextlib.ExitStack() as stack:
+        write_dir = stack.enter_context(atomic_dir(out_dir)) if out_dir is not None else None
+        threads = [threading.Thread(target=reader, daemon=True)]
+        write_outputs = out_dir is not None and args.input
         if write_outputs:
-            write_q.put((outputs, group, real, index))
-        bar.update(real if args.input else 1)
-        index += 1
-    if write_outputs:
-        write_q.put(None)
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
-    bar.close()
-    if errors:
-        raise errors[0]
+            threads.append(threading.Thread(target=writer, daemon=True))
+        for t in threads:
+            t.start()
+        bar = log.bar(total=len(files) if args.input else len(groups), desc="infer", unit="img" if args.input else "loop")
+        start = time.perf_counter()
+        index = 0
+        while (item := read_q.get()) is not None:
+            data, group, real, h2d_ms = item
+            t0 = time.perf_counter()
+            outputs = backend.predict({spec.name: data})
+            compute.append((time.perf_counter() - t0) * 1000)
+            h2d.append(h2d_ms)
+            if write_outputs:
+                write_q.put((outputs, group, real, index))
+            bar.update(real if args.input else 1)
+            index += 1
+        if write_outputs:
+            write_q.put(None)
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - start
+        bar.close()
+        if errors:
+            raise errors[0]
 
     throughput = 1000 * batch / np.mean(compute) if compute else 0.0
     summary = {

@@ -307,3 +307,26 @@ def test_cpu_benchmark_table_json_e2e_and_sweep_plot(tmp_path, demo_workdir):
     assert (tmp_path / "benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "INT8 speed-up on the CPU" in proc.stdout and "310P3 INT8" in proc.stdout
     assert proc.stdout.count("[INFO] throughput 1000*batchsize.mean(24)") == 2  # the ais_bench-style summaries
+
+
+def test_runner_failure_midway_keeps_previous_outputs_and_rerun_replaces(tmp_path):
+    model = tiny_model(tmp_path / "m.onnx")
+    images = np.random.default_rng(2).integers(0, 256, (30, 32, 32, 3), dtype=np.uint8)
+    (tmp_path / "in").mkdir()
+    for i, img in enumerate(images):
+        np.save(tmp_path / "in" / f"x{i}.npy", img)
+    args = ["--model", str(model), "--input", "in", "--output", "o", "--output_dirname", "dst", "--outfmt", "TXT",
+            "--quiet"]
+    _run(tmp_path, *args)
+    before = {p.name: p.read_text() for p in (tmp_path / "o" / "dst").iterdir()}
+    assert len(before) == 30
+    np.save(tmp_path / "in" / "x27.npy", images[27].astype(np.float32))  # found only in the second batch
+    proc = _run(tmp_path, *args, check=False)
+    assert proc.returncode == 2 and "x27.npy: dtype float32, but the model input is uint8" in proc.stderr
+    assert {p.name: p.read_text() for p in (tmp_path / "o" / "dst").iterdir()} == before
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["dst", "dst_summary.json"]  # no temporaries
+    # a smaller re-run replaces the folder whole: no stale outputs from the larger one
+    for i in range(5, 30):
+        (tmp_path / "in" / f"x{i}.npy").unlink()
+    _run(tmp_path, *args)
+    assert sorted(p.name for p in (tmp_path / "o" / "dst").iterdir()) == sorted(f"x{i}_0.txt" for i in range(5))
