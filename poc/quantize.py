@@ -377,36 +377,34 @@ def main(argv=None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress or log lines")
     args = p.parse_args(argv)
     log = Log(args.quiet, "quantize")
-    cfg = parse_quant_cfg(args.calibration_config)  # checked on both paths: a typo should not reach AMCT
     backend = tools.choose("amct_onnx", tools.on_path("amct_onnx"), log)
-    report: dict = {"backend": backend, "model": str(args.model), "calibration_config": str(args.calibration_config),
-                    "batch_num": cfg.batch_num}
-    if backend == "ascend":
-        tools.run_tool(amct_command(args), log)
-        int8_for_report = Path(f"{args.save_path}{FAKE_QUANT_SUFFIX}")  # AMCT's twin that runs on ONNX Runtime
+    report: dict = {"backend": backend, "model": str(args.model), "calibration_config": str(args.calibration_config)}
+    # AMCT reads its own config (it knows fields the CPU fallback does not); the fallback parses it strictly.
+    cfg = parse_quant_cfg(args.calibration_config) if backend == "cpu" else None
+    with tempfile.TemporaryDirectory(prefix="poc-quant-") as work:
         state = None
-    else:
-        work_dir = tempfile.TemporaryDirectory(prefix="poc-quant-")
-        work = Path(work_dir.name)
-        state = quantize_cpu(args.model, args.save_path, args.input_shape, args.data_dir, args.data_types, cfg,
-                             args.calibration_config, work, args.method, log)
-        int8_for_report = Path(f"{args.save_path}{DEPLOY_SUFFIX}")
-        report["method"] = args.method
-    images, labels = load_eval_images(args.eval_bins, args.eval_labels, args.eval_images) \
-        if Path(args.eval_bins).is_dir() else (np.zeros((0,)), None)
-    if len(images) and int8_for_report.is_file():
-        fid = fidelity_report(args.model, int8_for_report, images, labels, log)
-        report["fidelity"] = fid["report"]
-        if args.sensitivity and state is not None:
-            report["sensitivity"] = sensitivity(args.model, args.input_shape, args.data_dir, args.data_types, cfg,
-                                                args.calibration_config, args.method, state, fid["fp32"], fid["x"],
-                                                labels, log)
-    else:
-        log(f"fidelity report skipped: no held-out images in {args.eval_bins}" if not len(images)
-            else f"fidelity report skipped: {int8_for_report} not found")
+        if backend == "ascend":
+            Path(args.save_path).parent.mkdir(parents=True, exist_ok=True)  # as the CPU path does
+            tools.run_tool(amct_command(args), log)
+            int8_for_report = Path(f"{args.save_path}{FAKE_QUANT_SUFFIX}")  # AMCT's twin that runs on ONNX Runtime
+        else:
+            state = quantize_cpu(args.model, args.save_path, args.input_shape, args.data_dir, args.data_types, cfg,
+                                 args.calibration_config, Path(work), args.method, log)
+            int8_for_report = Path(f"{args.save_path}{DEPLOY_SUFFIX}")
+            report.update(method=args.method, batch_num=cfg.batch_num)
+        images, labels = load_eval_images(args.eval_bins, args.eval_labels, args.eval_images) \
+            if Path(args.eval_bins).is_dir() else (np.zeros((0,)), None)
+        if len(images) and int8_for_report.is_file():
+            fid = fidelity_report(args.model, int8_for_report, images, labels, log)
+            report["fidelity"] = fid["report"]
+            if args.sensitivity and state is not None:
+                report["sensitivity"] = sensitivity(args.model, args.input_shape, args.data_dir, args.data_types,
+                                                    cfg, args.calibration_config, args.method, state, fid["fp32"],
+                                                    fid["x"], labels, log)
+        else:
+            log(f"fidelity report skipped: no held-out images in {args.eval_bins}" if not len(images)
+                else f"fidelity report skipped: {int8_for_report} not found")
     log(f"wrote {write_report(args.save_path, report)}")
-    if state is not None:
-        work_dir.cleanup()
     return 0
 
 

@@ -243,6 +243,18 @@ def test_amct_failure_and_forced_backends(tmp_path):
     assert len(tool_calls(bin_dir, "amct_onnx")) == 1 and "backend: cpu (forced by POC_BACKEND)" in proc.stdout
 
 
+def test_amct_gets_configs_the_cpu_fallback_would_refuse(tmp_path):
+    """AMCT knows config fields the fallback does not: its own config is its own business."""
+    bin_dir = tmp_path / "bin"
+    fake_tool(bin_dir, "amct_onnx", AMCT_BODY)
+    (tmp_path / "amct.cfg").write_text("batch_num: 2\nnuq_quantize: { num_steps: 32 }\n")
+    run_script(["quantize.sh", "--calibration_config", "amct.cfg", "--quiet"], cwd=tmp_path, env=env_with_path(bin_dir))
+    assert tool_calls(bin_dir, "amct_onnx")[0][-2:] == ["--calibration_config", "amct.cfg"]
+    proc = run_script(["quantize.sh", "--calibration_config", "amct.cfg"], cwd=tmp_path,
+                      env=env_with_path(bin_dir, POC_BACKEND="cpu"), check=False)
+    assert proc.returncode == 2 and "amct.cfg: line 2:" in proc.stderr
+
+
 # --- aipp.conf -------------------------------------------------------------------------------------------
 
 def test_shipped_aipp_conf_matches_normalisation_constants():
