@@ -67,12 +67,9 @@ if [[ -n "$CKPT" ]]; then
     echo "pipeline: checkpoint $CKPT"
 else
     CKPT="./models/demo_resnet50_cifar100.pth"
-    if [[ -f "$CKPT" ]]; then
-        echo "pipeline: no checkpoint given (CHECKPOINT=...): using the demo checkpoint $CKPT"
-    else
-        echo "pipeline: no checkpoint given (CHECKPOINT=...): making the demo checkpoint $CKPT from $DATA"
-        stage demo-model "$PYTHON" -m poc.demo_model --data "$DATA" --out "$CKPT" "${QUIET[@]}"
-    fi
+    echo "pipeline: no checkpoint given (CHECKPOINT=...): using the demo checkpoint $CKPT, fitted on $DATA" \
+         "(made or re-made when it was fitted on other data)"
+    stage demo-model "$PYTHON" -m poc.demo_model --data "$DATA" --out "$CKPT" --if_stale "${QUIET[@]}"
 fi
 stage export "$PYTHON" "$POC_ROOT/export_onnx.py" --checkpoint "$CKPT" --work-dir ./models "${TRUST[@]}" "${QUIET[@]}"
 stage quantize bash "$POC_ROOT/quantize.sh" --model ./models/end2end.onnx --save_path ./models/resnet50_quant \

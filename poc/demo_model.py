@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import io
 import time
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -98,6 +99,24 @@ def top1(model: ImageClassifier, feats: np.ndarray, labels: np.ndarray) -> float
     return float(((feats @ w.T + b).argmax(1) == labels).mean() * 100)
 
 
+def data_signature(data_dir) -> str:
+    """Which data a demo checkpoint was fitted on: the splits' sizes and modification times."""
+    parts = []
+    for name in ("train", "test"):
+        st = (Path(data_dir) / name).stat()
+        parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+    return " ".join(parts)
+
+
+def is_up_to_date(data_dir, out_path) -> bool:
+    """True when ``out_path`` is a demo checkpoint fitted on exactly this data (so it can be reused)."""
+    try:
+        meta = torch.load(out_path, map_location="cpu", weights_only=True).get("meta", {})
+        return meta.get("source") == "poc.demo_model" and meta.get("data_signature") == data_signature(data_dir)
+    except Exception:  # noqa: BLE001 - anything unreadable is simply not up to date
+        return False
+
+
 def make_demo_model(data_dir, out_path, seed: int = 0, bn_images: int = 256, max_train: int = 3000,
                     log: Log | None = None) -> float:
     """Build and save the demo checkpoint; returns its FP32 top-1 (%) on the data set's test split.
@@ -121,6 +140,7 @@ def make_demo_model(data_dir, out_path, seed: int = 0, bn_images: int = 256, max
     test_feats = pooled_features(model, test.chw(), log, "test features")
     train_acc, test_acc = top1(model, train_feats, train_labels), top1(model, test_feats, test.labels)
     meta = {"source": "poc.demo_model", "seed": seed, "residual_gain": RESIDUAL_GAIN, "data": str(data_dir),
+            "data_signature": data_signature(data_dir),
             "CLASSES": cifar.load_class_names(f"{data_dir}/meta"), "fp32_top1_test": round(test_acc, 2)}
     save_checkpoint(model, out_path, meta)
     log(f"wrote {out_path}: FP32 top-1 train {train_acc:.2f} % ({len(fit_idx)} images), "
@@ -135,8 +155,13 @@ def main():
     p.add_argument("--seed", type=int, default=0, help="backbone seed (default: 0)")
     p.add_argument("--bn_images", type=int, default=256, help="images for BN statistics (default: 256)")
     p.add_argument("--max_train", type=int, default=3000, help="training images used at most (default: 3000)")
+    p.add_argument("--if_stale", action="store_true",
+                   help="do nothing when --out is already a demo checkpoint fitted on this data")
     p.add_argument("--quiet", action="store_true", help="no progress or log lines")
     args = p.parse_args()
+    if args.if_stale and is_up_to_date(args.data, args.out):
+        Log(args.quiet, "demo-model")(f"{args.out} is up to date for {args.data}")
+        return
     make_demo_model(args.data, args.out, args.seed, args.bn_images, args.max_train, Log(args.quiet, "demo-model"))
 
 

@@ -212,3 +212,19 @@ def test_export_help(args, tmp_path):
     out = run_script(args, cwd=tmp_path).stdout
     assert "--checkpoint" in out and "--work-dir" in out and "--trust_checkpoint" in out
 
+
+
+def test_demo_checkpoint_reused_only_for_its_own_data(demo_data, demo_workdir, tmp_path):
+    from poc.demo_model import is_up_to_date
+    from poc.sample import write_demo_dataset
+    ckpt = demo_workdir / "models" / "demo.pth"
+    assert is_up_to_date(demo_data, ckpt)
+    other = write_demo_dataset(tmp_path / "other", 1, 1, seed=9, log=lambda *_: None)
+    assert not is_up_to_date(other, ckpt)
+    assert not is_up_to_date(demo_data, tmp_path / "missing.pth")
+    import subprocess
+    import sys
+    before = ckpt.stat().st_mtime_ns
+    proc = subprocess.run([sys.executable, "-m", "poc.demo_model", "--data", str(demo_data), "--out", str(ckpt),
+                           "--if_stale"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0 and "is up to date" in proc.stdout and ckpt.stat().st_mtime_ns == before
