@@ -5,7 +5,6 @@ the OM's), optimised offline by ONNX Runtime and saved.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -118,10 +117,6 @@ def compile_cpu(model_path, output, input_shape: str, aipp_conf, input_format: s
                                          f"folded in" if aipp else f"float32 NCHW {shape}")
         + ", optimised by ONNX Runtime")
     return out
-
-
-def which_atc() -> bool:
-    return shutil.which("atc") is not None
 
 
 def main(argv=None) -> int:

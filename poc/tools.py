@@ -4,7 +4,6 @@
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import shlex
 import shutil
@@ -41,10 +40,6 @@ def choose(tool: str, available: bool, log) -> str:
 
 def on_path(tool: str) -> bool:
     return shutil.which(tool) is not None
-
-
-def importable(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
 
 
 def run_tool(cmd: list[str], log) -> None:
