@@ -85,8 +85,10 @@ stage compile-fp32 bash "$POC_ROOT/atc_convert.sh" --framework=5 --model=./model
     "${QUIET[@]}"
 
 # The runtime follows the model file: .om (atc) runs on ais_bench, .onnx (CPU fallback) on ONNX Runtime.
-MODEL_INT8="./models/resnet50_quant_bs24.onnx"; [[ -f ./models/resnet50_quant_bs24.om ]] && MODEL_INT8="./models/resnet50_quant_bs24.om"
-MODEL_FP32="./models/resnet50_fp32_bs24.onnx"; [[ -f ./models/resnet50_fp32_bs24.om ]] && MODEL_FP32="./models/resnet50_fp32_bs24.om"
+# Whichever the compile stage just wrote is the newer one (an .om left from an earlier Ascend run is not).
+compiled() { if [[ -f "$1.om" && ! "$1.om" -ot "$1.onnx" ]]; then echo "$1.om"; else echo "$1.onnx"; fi; }
+MODEL_INT8="$(compiled ./models/resnet50_quant_bs24)"
+MODEL_FP32="$(compiled ./models/resnet50_fp32_bs24)"
 stage infer-int8 bash "$POC_ROOT/infer.sh" --model "$MODEL_INT8" --input ./bin_data --output ./ --output_dirname dst \
     --outfmt TXT "${QUIET[@]}"
 stage postprocess-int8 "$PYTHON" "$POC_ROOT/postprocess.py" ./dst/ ./img_label.txt ./ result.json "${QUIET[@]}"

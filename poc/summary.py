@@ -55,7 +55,8 @@ def main(argv=None) -> int:
                        ("FP32 accuracy", args.result_fp32), ("quantization report", args.quant_report),
                        ("inference summary", args.infer_summary)):
         om = path.replace(".onnx", ".om")
-        shown = om if Path(om).exists() else path
+        newer_om = Path(om).exists() and (not Path(path).exists() or Path(om).stat().st_mtime >= Path(path).stat().st_mtime)
+        shown = om if newer_om else path
         if Path(shown).exists():
             print(f"  {what:<20} {shown}")
     return 0
