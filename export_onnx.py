@@ -4,7 +4,6 @@
     python3 export_onnx.py --checkpoint resnet50_b16x8_cifar100_20210528-67b58a1b.pth --work-dir ./models
 """
 import argparse
-import sys
 from pathlib import Path
 
 from poc import config
@@ -41,14 +40,10 @@ def main():
         model, _ = build_model(args.checkpoint, args.trust_checkpoint, log=log)
         desc = str(Path(args.checkpoint).resolve())
         log(f"model: {args.checkpoint}, {model.head.fc.out_features} classes")
-    try:
-        exporter = choose_exporter(args.exporter, log)
-        if exporter == "mmdeploy" and args.random_init:
-            raise ExportError("--random_init works with the native exporter only")
-        export_onnx(model, Path(args.work_dir) / args.output, desc, exporter, args.checkpoint, args.config, log)
-    except ExportError as err:
-        print(f"error: export: {err}", file=sys.stderr)
-        return 1
+    exporter = choose_exporter(args.exporter, log)
+    if exporter == "mmdeploy" and args.random_init:
+        raise ExportError("--random_init works with the native exporter only")
+    export_onnx(model, Path(args.work_dir) / args.output, desc, exporter, args.checkpoint, args.config, log)
 
 
 if __name__ == "__main__":

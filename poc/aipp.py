@@ -125,16 +125,14 @@ def _field_enum_name(op, name) -> str | None:
     return op.DESCRIPTOR.fields_by_name[name].enum_type.values_by_number[getattr(op, name)].name
 
 
-def fold_into_model(model: onnx.ModelProto, aipp: Aipp | None, batch: int, input_name: str) -> onnx.ModelProto:
-    """The model with its batch fixed to ``batch`` and, if ``aipp`` is given, the AIPP stage in front: its input
-    becomes uint8 NHWC [batch, src_h, src_w, 3] like the OM's."""
+def fold_into_model(model: onnx.ModelProto, aipp: Aipp | None, shape: list[int], input_name: str) -> onnx.ModelProto:
+    """The model with its input fixed to ``shape`` (N,C,H,W) and, if ``aipp`` is given, the AIPP stage in front:
+    its input then becomes uint8 NHWC [N, src_h, src_w, 3] like the OM's."""
     graph = model.graph
     old_input = next(i for i in graph.input if i.name == input_name)
-    c = old_input.type.tensor_type.shape.dim[1].dim_value or 3
+    batch = shape[0]
     if aipp is None:
-        h = old_input.type.tensor_type.shape.dim[2].dim_value or 32
-        w = old_input.type.tensor_type.shape.dim[3].dim_value or 32
-        new_input = helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [batch, c, h, w])
+        new_input = helper.make_tensor_value_info(input_name, TensorProto.FLOAT, list(shape))
         prefix = []
     else:
         inner = "aipp_output"

@@ -1,15 +1,13 @@
-"""Stage 8: throughput and latency. ``ais_bench --loop`` on an .om; on the CPU the runner's pure-inference mode
-on the compiled INT8 and FP32 models, alternated and repeated (this machine's speed drifts by +-15 % between
-runs, so one run each would make the speed-up a coin toss), an optional batch-size sweep and an end-to-end
-run over the input files, then a comparison table, ``benchmark.json`` and a PNG plot.
+"""Stage 8: throughput and latency. ``ais_bench --loop`` on an .om; on the CPU the compiled INT8 and FP32 models
+timed in alternating blocks (this machine's speed drifts by 15-30 % from minute to minute, so one run of each
+would make the speed-up a coin toss), an optional batch-size sweep and an end-to-end run over the input files,
+then a comparison table, ``benchmark.json`` and a PNG plot.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,8 +15,8 @@ import numpy as np
 
 from . import runner
 from .compile import compile_cpu
-from .config import AIPP_CFG, BATCH_SIZE, COMPILED_FP32, COMPILED_INT8, DEPLOY_SUFFIX, END2END_ONNX, MODELS_DIR, \
-    QUANT_SAVE_PATH
+from .config import (AIPP_CFG, BATCH_SIZE, COMPILED_FP32, COMPILED_INT8, DEPLOY_SUFFIX, END2END_ONNX, IMAGE_CHANNELS,
+                     IMAGE_HW, INPUT_NAME, MODELS_DIR, QUANT_SAVE_PATH)
 from .errors import InputError, atomic_file, run_main
 from .progress import Log
 
@@ -33,11 +31,16 @@ def runner_args(model, loop, warmup, input_dir=None, output=None, batchsize=None
                               pure_data_type="zero", threads=0, quiet=True)
 
 
-def pure(model, loop, warmup, show_summary: bool = True) -> dict:
-    s = runner.run(runner_args(model, loop, warmup), Log(True), show_summary)
-    t = s["NPU_compute_time"]
-    return {"throughput": s["throughput"], "latency_ms_mean": t["mean"], "latency_ms_p50": t["median"],
-            "latency_ms_p99": t["percentile(99%)"], "loops": t["count"]}
+def row(st: dict, batch: int) -> dict:
+    """A table row from the runner's compute-time statistics."""
+    return {"batch": batch, "throughput": 1000 * batch / st["mean"], "latency_ms_mean": st["mean"],
+            "latency_ms_p50": st["median"], "latency_ms_p99": st["percentile(99%)"], "loops": st["count"]}
+
+
+def pure(model, loop, warmup) -> dict:
+    """One solo pure-inference run through the runner."""
+    s = runner.run(runner_args(model, loop, warmup), Log(True), show_summary=False)
+    return row(s["NPU_compute_time"], s["batchsize"])
 
 
 def interleaved(models: dict, loop: int, block: int, warmup: int, log: Log) -> dict:
@@ -68,11 +71,13 @@ def interleaved(models: dict, loop: int, block: int, warmup: int, log: Log) -> d
     return {name: (times[name], loaded[name][2]) for name in models}
 
 
-def compiled_for_batch(source, batch: int, out_dir: Path, aipp, log: Log) -> Path:
+def compiled_for_batch(source, batch: int, out_dir: Path, aipp) -> Path:
+    """``source`` compiled for ``batch``, kept in ``out_dir`` and re-made when the source is newer."""
     out = out_dir / f"{Path(source).stem}_bs{batch}"
-    if not Path(f"{out}.onnx").is_file():
-        compile_cpu(source, out, f"input:{batch},3,32,32", aipp, log=Log(True))
-    return Path(f"{out}.onnx")
+    compiled = Path(f"{out}.onnx")
+    if not compiled.is_file() or compiled.stat().st_mtime < Path(source).stat().st_mtime:
+        compile_cpu(source, out, f"{INPUT_NAME}:{batch},{IMAGE_CHANNELS},{IMAGE_HW},{IMAGE_HW}", aipp, log=Log(True))
+    return compiled
 
 
 def cpu_name() -> str:
@@ -133,14 +138,9 @@ def main(argv=None) -> int:
 
     om = Path(f"{COMPILED_INT8}.om")
     model = Path(args.model) if args.model else (om if om.is_file() else Path(f"{COMPILED_INT8}.onnx"))
-    if model.suffix == ".om":
-        py = runner.ais_bench_python()
-        if py is None:
-            print(f"error: {model}: an .om model needs ais_bench, which is not installed", file=sys.stderr)
-            return 1
-        cmd = [py, "-m", "ais_bench", "--model", str(model), "--loop", str(args.loop), "--batchsize", str(args.batchsize)]
-        log("backend: ascend (ais_bench), running: " + " ".join(cmd))
-        return subprocess.call(cmd)
+    if model.suffix == ".om":  # the ModelZoo's performance command
+        return runner.run_ais_bench(model, ["--model", str(model), "--loop", str(args.loop),
+                                            "--batchsize", str(args.batchsize)], log)
 
     for path in (model, Path(args.fp32_model)):
         if not path.is_file():
@@ -151,13 +151,10 @@ def main(argv=None) -> int:
     result = {}
     for name, (ms, batch) in timed.items():
         st = runner.stats(ms)
-        summary = {"NPU_compute_time": st, "throughput": 1000 * batch / st["mean"]}
+        result[name] = row(st, batch)
         if not args.quiet:
             print(f"{name.upper()} {model if name == 'int8' else args.fp32_model}:")
-            runner.print_summary(summary, batch)
-        result[name] = {"throughput": summary["throughput"], "latency_ms_mean": st["mean"],
-                        "latency_ms_p50": st["median"], "latency_ms_p99": st["percentile(99%)"], "loops": st["count"],
-                        "batch": batch}
+            runner.print_summary({"NPU_compute_time": st, "throughput": result[name]["throughput"]}, batch)
     e2e_runs = []
     for r in range(args.repeats if args.e2e_input else 0):
         # The whole run over the files, then pure inference over as many batches, back to back: the
@@ -165,7 +162,7 @@ def main(argv=None) -> int:
         out = Path(args.work_dir) / "e2e"
         log(f"end to end {r + 1}/{args.repeats}: int8 over {args.e2e_input} ...")
         s = runner.run(runner_args(model, 1, args.warmup_count, args.e2e_input, str(out)), Log(True), False)
-        paired = pure(model, s["NPU_compute_time"]["count"], args.warmup_count, show_summary=False)
+        paired = pure(model, s["NPU_compute_time"]["count"], args.warmup_count)
         e2e_runs.append({"e2e_images_per_s": s["e2e"]["images_per_s"], "files": s["e2e"]["files"],
                          "in_run_compute_throughput": s["throughput"], "paired_pure_throughput": paired["throughput"],
                          "ratio_to_pure": s["e2e"]["images_per_s"] / paired["throughput"]})
@@ -198,13 +195,11 @@ def main(argv=None) -> int:
         sweep = {"int8": [], "fp32": []}
         work = Path(args.work_dir)
         for b in log.bar(batches, desc="batch sweep", unit="batch size"):
-            paths = {name: compiled_for_batch(src, b, work, args.aipp, log)
+            paths = {name: compiled_for_batch(src, b, work, args.aipp)
                      for name, src in (("int8", args.int8_source), ("fp32", args.fp32_source))}
             for name, (ms, batch) in interleaved(paths, args.sweep_loop, args.block, args.warmup_count,
                                                  Log(True)).items():
-                st = runner.stats(ms)
-                sweep[name].append({"batch": b, "throughput": 1000 * batch / st["mean"],
-                                    "latency_ms_p50": st["median"], "latency_ms_p99": st["percentile(99%)"]})
+                sweep[name].append(row(runner.stats(ms), batch))
         report["sweep"] = sweep
         print(f"\n{'batch':>5} {'INT8 img/s':>11} {'FP32 img/s':>11} {'speed-up':>9}")
         for a, b in zip(sweep["int8"], sweep["fp32"]):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import InputError
+from .errors import InputError, atomic_path
 from .model import ImageClassifier
 
 TRUST_FLAG = "--trust_checkpoint"
@@ -84,6 +84,5 @@ def build_model(path, trust: bool = False, softmax: bool = True, log=print) -> t
 
 def save_checkpoint(model: ImageClassifier, path, meta: dict | None = None) -> None:
     """Write the mmcls layout: {'meta': ..., 'state_dict': ...}, loadable with weights_only=True."""
-    from .errors import atomic_path
     with atomic_path(path) as tmp:
         torch.save({"meta": dict(meta or {}), "state_dict": model.state_dict()}, tmp)

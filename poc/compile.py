@@ -95,11 +95,7 @@ def compile_cpu(model_path, output, input_shape: str, aipp_conf, input_format: s
     if aipp is not None and aipp.out_hw != (shape[2], shape[3]):
         raise InputError(aipp_conf, f"AIPP output {aipp.out_hw[0]}x{aipp.out_hw[1]} does not match "
                                     f"--input_shape {shape[2]}x{shape[3]}")
-    model = fold_into_model(model, aipp, batch=shape[0], input_name=name)
-    if aipp is None:
-        dims = model.graph.input[0].type.tensor_type.shape.dim
-        for d, v in zip(dims, shape):
-            d.dim_value = v
+    model = fold_into_model(model, aipp, shape, input_name=name)
     out = Path(f"{output}.onnx")
     with atomic_path(out) as tmp:
         raw = tmp.with_suffix(".raw.onnx")
@@ -159,12 +155,4 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     from .errors import run_main
-
-    def _main():
-        try:
-            return main()
-        except tools.ToolError as err:
-            import sys
-            print(f"error: compile: {err}", file=sys.stderr)
-            return 1
-    run_main(_main)
+    run_main(main)

@@ -126,7 +126,6 @@ def make_demo_model(data_dir, out_path, seed: int = 0, bn_images: int = 256, max
     """
     log = log or Log(stage="demo-model")
     start = time.perf_counter()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     train = cifar.load_split(f"{data_dir}/train")
     test = cifar.load_split(f"{data_dir}/test")
     model = random_backbone(train.num_classes, seed)

@@ -20,13 +20,24 @@ class InputError(Exception):
         self.problem = problem
 
 
+class StageError(Exception):
+    """The stage itself failed (an Ascend tool missing or failing, an export check): one line, exit code 1."""
+
+
+class ToolError(StageError):
+    """An Ascend tool is missing when forced, or failed."""
+
+
 def run_main(main) -> None:
-    """Run a command line's main(); InputError becomes one line on stderr and exit code 2."""
+    """Run a command line's main(); InputError becomes one line and exit code 2, StageError one line and 1."""
     try:
         code = main()
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
+    except StageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -19,7 +19,7 @@ import onnxruntime as ort
 import torch
 
 from .config import INPUT_NAME, MEAN_RGB_255, ONNX_OPSET, OUTPUT_NAME, STD_RGB_255
-from .errors import InputError, atomic_path
+from .errors import InputError, StageError, atomic_path
 from .model import ImageClassifier
 from .progress import Log
 
@@ -37,7 +37,7 @@ MMDEPLOY_DEPLOY_CFG = dict(
 MMPRETRAIN_CONFIG = "resnet/resnet50_8xb16_cifar100.py"
 
 
-class ExportError(Exception):
+class ExportError(StageError):
     """The export itself went wrong (checker, parity); nothing is left at the output path."""
 
 

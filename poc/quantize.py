@@ -26,10 +26,14 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from .calib_data import normalise
 from .compile import CPU_QUANTIZER_KEY, parse_input_shape
-from .config import DEPLOY_SUFFIX, FAKE_QUANT_SUFFIX, INPUT_NAME, REPORT_SUFFIX
+from .config import (BATCH_SIZE, DEPLOY_SUFFIX, FAKE_QUANT_SUFFIX, IMAGE_BYTES, IMAGE_CHANNELS, IMAGE_HW, INPUT_NAME,
+                     REPORT_SUFFIX)
 from .errors import InputError, atomic_file, atomic_path
+from .naming import natural_key
 from .progress import Log
 from .quant_cfg import QuantConfig
+from .runner import OnnxRuntimeBackend
+from .scoring import read_labels
 
 QDQ_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (the axis attribute) needs opset 13
 # Ops quantized on the CPU. Softmax stays float: uint8 probabilities would lose everything below 1/255.
@@ -124,9 +128,8 @@ def _session_with_outputs(model: onnx.ModelProto, names: list[str]) -> ort.Infer
     return ort.InferenceSession(aug.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
-def collect_histograms(model_path, batches, op_types, log: Log):
+def collect_histograms(model: onnx.ModelProto, batches, op_types, log: Log):
     """Per tensor: (min, max, counts[HIST_BINS]) over all calibration batches, in two streaming passes."""
-    model = onnx.load(str(model_path))
     names = calibration_tensors(model, op_types)
     session = _session_with_outputs(model, names)
     input_name = session.get_inputs()[0].name
@@ -208,7 +211,8 @@ def quantize_cpu(model_path, save_path, input_shape: str, data_dir, data_type: s
         f"{cfg.search_step}, percentiles max {cfg.max_percentile} min {cfg.min_percentile}")
     log(f"joint_quant {cfg.joint_quant}, do_fusion {cfg.do_fusion}: accepted; on the CPU ONNX Runtime fuses "
         "Conv+Relu and QDQ pairs itself, and joint quantization has no counterpart")
-    batches = read_calibration_bins(data_dir, shape, data_type, cfg.batch_num)
+    # with ranges given (a sensitivity run) there is nothing to calibrate, so nothing to read
+    batches = read_calibration_bins(data_dir, shape, data_type, cfg.batch_num) if ranges is None else None
     deploy = Path(f"{save_path}{DEPLOY_SUFFIX}")
     prepared = prepared or prepare_float_model(model_path, work)
     model = onnx.load(str(prepared))
@@ -222,7 +226,7 @@ def quantize_cpu(model_path, save_path, input_shape: str, data_dir, data_type: s
     with atomic_path(deploy) as tmp:
         if method == "ifmr":
             if ranges is None:
-                hists = collect_histograms(prepared, batches, QUANT_OP_TYPES, log)
+                hists = collect_histograms(model, batches, QUANT_OP_TYPES, log)
                 ranges = {n: ifmr_range(lo, hi, c, cfg) for n, (lo, hi, c) in hists.items()}
             cache = work / "ifmr_ranges.json"
             save_tensors_data(TensorsData(CalibrationMethod.MinMax, {
@@ -244,32 +248,35 @@ def quantize_cpu(model_path, save_path, input_shape: str, data_dir, data_type: s
         with atomic_path(twin) as tmp:
             shutil.copyfile(deploy, tmp)
     n_q = sum(n.op_type == "QuantizeLinear" for n in qmodel.graph.node)
-    log(f"wrote {deploy} ({method}, {len(batches)} batches, {n_q} quantized tensors) in "
+    log(f"wrote {deploy} ({method}, {cfg.batch_num} batches, {n_q} quantized tensors) in "
         f"{time.perf_counter() - start:.1f} s")
     return {"ranges": ranges, "prepared": prepared}
 
 
 # --- fidelity --------------------------------------------------------------------------------------------
 
-def load_eval_images(bins_dir, labels_path, limit: int, exclude=()) -> tuple[np.ndarray, np.ndarray | None]:
-    """Up to ``limit`` preprocessed test images (uint8 HWC bins) and their labels when the label file exists."""
-    from .runner import natural_key  # the runner's file order, so img2 comes before img10
-    bins_dir = Path(bins_dir)
-    files = sorted((p for p in bins_dir.glob("*.bin") if p.stem not in exclude), key=natural_key)[:limit]
-    images = np.stack([np.fromfile(p, np.uint8).reshape(32, 32, 3) for p in files]) if files else np.zeros((0, 32, 32, 3), np.uint8)
+def load_eval_images(bins_dir, labels_path, limit: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Up to ``limit`` preprocessed test images (uint8 HWC bins, natural order) and their labels when the label
+    file exists."""
+    files = sorted(Path(bins_dir).glob("*.bin"), key=natural_key)[:limit]
+    images = np.zeros((len(files), IMAGE_HW, IMAGE_HW, IMAGE_CHANNELS), np.uint8)
+    for i, path in enumerate(files):
+        raw = path.read_bytes()
+        if len(raw) != IMAGE_BYTES:
+            raise InputError(path, f"{len(raw)} bytes, expected {IMAGE_BYTES} (one uint8 HWC image)")
+        images[i] = np.frombuffer(raw, np.uint8).reshape(images.shape[1:])
     labels = None
     if labels_path and Path(labels_path).is_file():
-        table = dict(line.split() for line in Path(labels_path).read_text().splitlines() if line.strip())
+        table = read_labels(labels_path)
         if all(p.stem in table for p in files):
-            labels = np.array([int(table[p.stem]) for p in files])
+            labels = np.array([table[p.stem] for p in files])
     return images, labels
 
 
-def _predict(path, x: np.ndarray, batch: int = 24) -> np.ndarray:
-    opts = ort.SessionOptions()
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: x[i:i + batch]})[0] for i in range(0, len(x), batch)])
+def _predict(path, x: np.ndarray, batch: int = BATCH_SIZE) -> np.ndarray:
+    backend = OnnxRuntimeBackend().load(path)
+    name = backend.inputs[0].name
+    return np.concatenate([backend.predict({name: x[i:i + batch]})[0] for i in range(0, len(x), batch)])
 
 
 def compare(fp32: np.ndarray, int8: np.ndarray, labels) -> dict:
@@ -410,13 +417,4 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     from .errors import run_main
-    from .tools import ToolError
-
-    def _main():
-        try:
-            return main()
-        except ToolError as err:
-            import sys
-            print(f"error: quantize: {err}", file=sys.stderr)
-            return 1
-    run_main(_main)
+    run_main(main)

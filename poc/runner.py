@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import json
 import queue
-import re
 import subprocess
 import sys
 import threading
@@ -25,17 +24,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .errors import InputError, atomic_dir, atomic_file
+from .errors import InputError, ToolError, atomic_dir, atomic_file
+from .naming import natural_key
 from .progress import Log
 
 OUTFMTS = ("TXT", "NPY", "BIN")
 PREFETCH_BATCHES = 4
-
-
-def natural_key(path) -> list:
-    """ais_bench's file order: img2 before img10."""
-    name = getattr(path, "name", str(path))
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
 class OnnxRuntimeBackend:
@@ -125,23 +119,21 @@ def read_input(path: Path, dtype: np.dtype) -> bytes:
     return path.read_bytes()
 
 
-def files_per_batch(files: list[Path], spec: InputSpec) -> int:
-    """Files per batch; every .bin file is checked up front, so a bad one stops the run before it starts."""
-    sizes = {}
-    for f in files:
-        if f.suffix == ".bin":
-            sizes.setdefault(f.stat().st_size, f)
-    if len(sizes) > 1:
-        (size_a, a), (size_b, b) = list(sizes.items())[:2]
-        raise InputError(b, f"{size_b} bytes, but {a.name} has {size_a}: input files must all be the same size")
-    first = read_input(files[0], spec.dtype)
-    if not first or spec.nbytes % len(first):
-        raise InputError(files[0], f"{len(first)} bytes does not divide the model input's {spec.nbytes} bytes "
+def file_bytes(files: list[Path], spec: InputSpec) -> int:
+    """The size every input file must have, from the first one; every .bin file is checked up front (a stat
+    each), so a bad one stops the run before it starts. (.npy files are checked as they are read.)"""
+    first = len(read_input(files[0], spec.dtype))
+    if not first or spec.nbytes % first:
+        raise InputError(files[0], f"{first} bytes does not divide the model input's {spec.nbytes} bytes "
                                    f"({spec.dtype} {list(spec.shape)})")
-    per_batch = spec.nbytes // len(first)
-    if spec.shape[0] % per_batch:
-        raise InputError(files[0], f"{per_batch} files per batch do not split the model batch {spec.shape[0]}")
-    return per_batch
+    if spec.shape[0] % (spec.nbytes // first):
+        raise InputError(files[0], f"{spec.nbytes // first} files per batch do not split the model batch "
+                                   f"{spec.shape[0]}")
+    for f in files:
+        if f.suffix == ".bin" and f.stat().st_size != first:
+            raise InputError(f, f"{f.stat().st_size} bytes, but {files[0].name} has {first}: input files must all "
+                                "be the same size")
+    return first
 
 
 # --- outputs ---------------------------------------------------------------------------------------------
@@ -208,7 +200,8 @@ def run(args, log: Log, show_summary: bool = True) -> dict:
 
     if args.input:
         files = list_inputs(args.input)
-        per_batch = files_per_batch(files, spec)
+        each = file_bytes(files, spec)
+        per_batch = spec.nbytes // each
         groups = [files[i:i + per_batch] for i in range(0, len(files), per_batch)]
         log(f"{len(files)} input files, {per_batch} per batch -> {len(groups)} batches"
             + (f" (last one padded with {per_batch - len(groups[-1])} copies)" if len(groups[-1]) < per_batch else ""))
@@ -217,28 +210,26 @@ def run(args, log: Log, show_summary: bool = True) -> dict:
         groups = [None] * args.loop
         log(f"pure inference: {args.loop} loops of {args.pure_data_type} input, {args.warmup_count} warm-up")
 
-    rng = np.random.default_rng(0)
+    # pure inference feeds one batch, made once, as ais_bench does
+    pure_data = (np.random.default_rng(0).integers(0, 256, spec.shape).astype(spec.dtype)
+                 if args.pure_data_type == "random" else np.zeros(spec.shape, spec.dtype))
 
     def make_batch(group):
         t0 = time.perf_counter()
         if group is None:
-            data = (rng.integers(0, 256, spec.shape).astype(spec.dtype) if args.pure_data_type == "random"
-                    else np.zeros(spec.shape, spec.dtype))
-            real = 0
+            data, real = pure_data, 0
         else:
             blobs = [read_input(f, spec.dtype) for f in group]
             for f, b in zip(group, blobs):
-                if len(b) != len(blobs[0]):
-                    raise InputError(f, f"{len(b)} bytes, but {group[0].name} has {len(blobs[0])}")
+                if len(b) != each:
+                    raise InputError(f, f"{len(b)} bytes, but {files[0].name} has {each}")
             real = len(blobs)
             blobs += [blobs[0]] * (per_batch - real)  # pad a short last batch with its first file
             data = np.frombuffer(b"".join(blobs), spec.dtype).reshape(spec.shape)
         return data, group, real, (time.perf_counter() - t0) * 1000
 
-    # warm-up runs, not counted
-    warm = np.zeros(spec.shape, spec.dtype)
-    for _ in range(args.warmup_count):
-        backend.predict({spec.name: warm})
+    for _ in range(args.warmup_count):  # not counted
+        backend.predict({spec.name: pure_data})
 
     read_q: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
     write_q: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES * 2)
@@ -308,7 +299,7 @@ def run(args, log: Log, show_summary: bool = True) -> dict:
     throughput = 1000 * batch / np.mean(compute) if compute else 0.0
     summary = {
         "NPU_compute_time": stats(compute), "H2D_latency": stats(h2d), "D2H_latency": stats(d2h),
-        "throughput": float(throughput),
+        "throughput": float(throughput), "batchsize": batch,
         "e2e": {"files": len(files), "batches": len(compute), "wall_s": wall,
                 "images_per_s": (len(files) if args.input else len(compute) * batch) / wall if wall else 0.0},
         "device": f"CPU ({backend.name()} {backend.version()}, CPUExecutionProvider): the NPU_* and H2D/D2H "
@@ -365,17 +356,19 @@ def ais_bench_args(argv: list[str]) -> list[str]:
     return out
 
 
-def ais_bench_python() -> str | None:
-    """An interpreter that can import ais_bench: this one, else python3 on PATH."""
-    candidates = [sys.executable, "python3"]
-    for py in candidates:
+def run_ais_bench(model, ais_args: list[str], log: Log) -> int:
+    """``python3 -m ais_bench ...`` with an interpreter that can import it: this one, else python3 on PATH."""
+    for py in (sys.executable, "python3"):
         try:
-            ok = subprocess.run([py, "-c", "import ais_bench"], capture_output=True, timeout=60).returncode == 0
+            found = subprocess.run([py, "-c", "import ais_bench"], capture_output=True, timeout=60).returncode == 0
         except (OSError, subprocess.SubprocessError):
-            ok = False
-        if ok:
-            return py
-    return None
+            found = False
+        if found:
+            cmd = [py, "-m", "ais_bench", *ais_args]
+            log("backend: ascend (ais_bench), running: " + " ".join(cmd))
+            return subprocess.call(cmd)
+    raise ToolError(f"{model}: an .om model runs on ais_bench, which is not installed (pip install the ais_bench "
+                    "wheel from the Ascend tools repository); an .onnx model runs on the CPU")
 
 
 def main(argv=None) -> int:
@@ -386,15 +379,7 @@ def main(argv=None) -> int:
     if not model.is_file():
         raise InputError(model, "no such model file")
     if model.suffix == ".om":
-        py = ais_bench_python()
-        if py is None:
-            print(f"error: {model}: an .om model runs on ais_bench, which is not installed (pip install the "
-                  "ais_bench wheel from the Ascend tools repository); an .onnx model runs on the CPU",
-                  file=sys.stderr)
-            return 1
-        cmd = [py, "-m", "ais_bench", *ais_bench_args(argv)]
-        log("backend: ascend (ais_bench), running: " + " ".join(cmd))
-        return subprocess.call(cmd)
+        return run_ais_bench(model, ais_bench_args(argv), log)
     if model.suffix != ".onnx":
         raise InputError(model, "expected an .om (ais_bench) or .onnx (CPU) model")
     if args.loop < 1 or args.warmup_count < 0:

@@ -40,10 +40,6 @@ def _pattern_masks(pattern: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     yy, xx = yy[None], xx[None]
     freq = rng.uniform(0.28, 0.42, (n, 1, 1)).astype(np.float32)    # stripe angular frequency
     phase = rng.uniform(0, 2 * np.pi, (n, 1, 1)).astype(np.float32)
-    wave = {
-        0: np.sin(freq * yy + phase), 1: np.sin(freq * xx + phase),
-        2: np.sin(freq * 0.72 * (xx + yy) + phase), 3: np.sin(freq * 0.72 * (xx - yy) + phase),
-    }
     masks = np.empty((n, IMAGE_HW, IMAGE_HW), np.float32)
     for p in range(len(PATTERNS)):
         sel = pattern == p
@@ -51,8 +47,9 @@ def _pattern_masks(pattern: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if not k:
             continue
         f, ph = freq[sel], phase[sel]
-        if p in wave:
-            m = 0.5 + 0.5 * wave[p][sel]
+        if p < 4:  # stripes: horizontal, vertical, diagonal, anti-diagonal
+            axis, scale = ((yy, 1), (xx, 1), (xx + yy, 0.72), (xx - yy, 0.72))[p]
+            m = 0.5 + 0.5 * np.sin(f * scale * axis + ph)
         elif p == 4:
             m = np.sin(f * xx + ph) * np.sin(f * yy + ph[::-1]) > 0
         elif p == 5:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, atomic_file
+from .naming import natural_key
 from .progress import Log
 
 OUTPUT_NAME_RE = re.compile(r"^(?P<stem>.+)_(?P<index>\d+)\.(?P<ext>txt|npy|bin)$")
@@ -78,7 +79,7 @@ def score(result_dir, label_path, topk: int = 5, allow_missing: bool = False, lo
     if unlabelled:
         raise InputError(outputs[unlabelled[0]], f"an output without a label in {label_path} "
                                                  f"({len(unlabelled)} such: {', '.join(unlabelled[:3])})")
-    missing = sorted(set(labels) - set(outputs), key=_natural)
+    missing = sorted(set(labels) - set(outputs), key=natural_key)
     if missing and not allow_missing:
         raise InputError(result_dir, f"no output for {len(missing)} labelled images: {', '.join(missing[:5])}"
                                      + (" ..." if len(missing) > 5 else "") + " (--allow_missing to score the rest)")
@@ -86,7 +87,7 @@ def score(result_dir, label_path, topk: int = 5, allow_missing: bool = False, lo
         log(f"warning: {len(missing)} labelled images have no output; scoring the {len(outputs)} that do")
     if not outputs:
         raise InputError(result_dir, "no output files (name_0.txt|npy|bin)")
-    stems = sorted(outputs, key=_natural)
+    stems = sorted(outputs, key=natural_key)
     vectors = [read_vector(outputs[s]) for s in log.bar(stems, desc="read outputs")]
     num_classes = len(vectors[0])
     for s, v in zip(stems, vectors):
@@ -113,10 +114,6 @@ def score(result_dir, label_path, topk: int = 5, allow_missing: bool = False, lo
               "count": int(confusion.flat[i])} for i in flat if confusion.flat[i] > 0]
     return {"num_images": len(stems), "num_classes": num_classes, "topk": topk_acc, "per_class_top1": per_class,
             "most_confused": pairs, "missing": len(missing)}
-
-
-def _natural(s: str):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
 def result_json(r: dict) -> dict:

@@ -9,13 +9,10 @@ import shlex
 import shutil
 import subprocess
 
-from .errors import InputError
+from .errors import InputError, ToolError
 
 BACKEND_ENV = "POC_BACKEND"
-
-
-class ToolError(Exception):
-    """An Ascend tool is missing when forced, or failed."""
+__all__ = ["BACKEND_ENV", "ToolError", "choose", "forced_backend", "on_path", "run_tool"]
 
 
 def forced_backend() -> str | None:

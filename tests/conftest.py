@@ -130,9 +130,13 @@ def tiny_model(path: Path, batch=24, classes=100) -> Path:
     return path
 
 
-def write_bins(folder: Path, n: int, seed=0) -> np.ndarray:
+def write_bins(folder: Path, n: int, seed=0, prefix="img", npy=False) -> np.ndarray:
+    """``n`` random uint8 HWC images as ``{prefix}{i}.bin`` (raw) or ``.npy`` files; returns the images."""
     folder.mkdir(parents=True, exist_ok=True)
     images = np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
     for i in range(n):
-        (folder / f"img{i}.bin").write_bytes(images[i].tobytes())
+        if npy:
+            np.save(folder / f"{prefix}{i}.npy", images[i])
+        else:
+            (folder / f"{prefix}{i}.bin").write_bytes(images[i].tobytes())
     return images

@@ -57,10 +57,7 @@ def test_runner_natural_order_groups(tmp_path):
 
 def test_runner_npy_inputs_and_npy_bin_outputs(tmp_path):
     model = tiny_model(tmp_path / "m.onnx")
-    images = np.random.default_rng(1).integers(0, 256, (26, 32, 32, 3), dtype=np.uint8)
-    (tmp_path / "npys").mkdir()
-    for i, img in enumerate(images):
-        np.save(tmp_path / "npys" / f"x{i}.npy", img)
+    images = write_bins(tmp_path / "npys", 26, seed=1, prefix="x", npy=True)
     _run(tmp_path, "--model", str(model), "--input", "npys", "--output", "o", "--output_dirname", "n",
          "--outfmt", "NPY", "--quiet")
     got = np.load(tmp_path / "o" / "n" / "x25_0.npy")
@@ -311,10 +308,7 @@ def test_cpu_benchmark_table_json_e2e_and_sweep_plot(tmp_path, demo_workdir):
 
 def test_runner_failure_midway_keeps_previous_outputs_and_rerun_replaces(tmp_path):
     model = tiny_model(tmp_path / "m.onnx")
-    images = np.random.default_rng(2).integers(0, 256, (30, 32, 32, 3), dtype=np.uint8)
-    (tmp_path / "in").mkdir()
-    for i, img in enumerate(images):
-        np.save(tmp_path / "in" / f"x{i}.npy", img)
+    images = write_bins(tmp_path / "in", 30, seed=2, prefix="x", npy=True)
     args = ["--model", str(model), "--input", "in", "--output", "o", "--output_dirname", "dst", "--outfmt", "TXT",
             "--quiet"]
     _run(tmp_path, *args)
@@ -330,3 +324,17 @@ def test_runner_failure_midway_keeps_previous_outputs_and_rerun_replaces(tmp_pat
         (tmp_path / "in" / f"x{i}.npy").unlink()
     _run(tmp_path, *args)
     assert sorted(p.name for p in (tmp_path / "o" / "dst").iterdir()) == sorted(f"x{i}_0.txt" for i in range(5))
+
+
+def test_benchmark_recompiles_sweep_models_when_the_source_changes(demo_workdir, tmp_path):
+    import os
+    import shutil
+
+    from poc.benchmark import compiled_for_batch
+    src = tmp_path / "end2end.onnx"
+    shutil.copy(demo_workdir / "models" / "end2end.onnx", src)
+    first = compiled_for_batch(src, 2, tmp_path / "work", str(ROOT / "aipp.conf"))
+    made = first.stat().st_mtime_ns
+    assert compiled_for_batch(src, 2, tmp_path / "work", str(ROOT / "aipp.conf")).stat().st_mtime_ns == made  # reused
+    os.utime(src, ns=(made + 10**9, made + 10**9))  # a newer source
+    assert compiled_for_batch(src, 2, tmp_path / "work", str(ROOT / "aipp.conf")).stat().st_mtime_ns != made

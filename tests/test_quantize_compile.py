@@ -480,3 +480,16 @@ def test_other_calibration_methods(demo_workdir, tmp_path, method):
     assert report["method"] == method and report["fidelity"]["images"] == 48
     m = onnx.load(str(tmp_path / "q_deploy_model.onnx"))
     assert json.loads({p.key: p.value for p in m.metadata_props}["poc_quantizer"])["method"] == method
+
+
+def test_eval_images_natural_order_labels_and_bad_size(tmp_path):
+    from poc.quantize import load_eval_images
+    images = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    for i, img in enumerate(images):
+        (tmp_path / f"img{i}.bin").write_bytes(img.tobytes())
+    (tmp_path / "l.txt").write_text("".join(f"img{i} {i % 7}\n" for i in range(12)))
+    got, labels = load_eval_images(tmp_path, tmp_path / "l.txt", 11)
+    assert np.array_equal(got, images[:11]) and list(labels) == [i % 7 for i in range(11)]  # img10 after img9
+    (tmp_path / "img3.bin").write_bytes(b"\0" * 100)
+    with pytest.raises(InputError, match=r"img3.bin: 100 bytes, expected 3072"):
+        load_eval_images(tmp_path, None, 12)
