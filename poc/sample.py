@@ -15,7 +15,7 @@ import numpy as np
 
 from . import cifar
 from .config import DEMO_DATA_DIR, IMAGE_HW
-from .errors import run_main
+from .errors import atomic_dir, run_main
 from .progress import Log
 
 PATTERNS = ("hstripes", "vstripes", "dstripes", "astripes", "checker", "finechecker", "hatch", "dots", "speckle",
@@ -83,12 +83,12 @@ def write_demo_dataset(out_dir, train_per_class: int = 30, test_per_class: int =
     log = log or Log(stage="sample")
     out = Path(out_dir)
     rng = np.random.default_rng(seed)
-    names = class_names()
-    for split, per_class in (("train", train_per_class), ("test", test_per_class)):
-        labels = rng.permutation(np.repeat(np.arange(NUM_CLASSES), per_class))
-        cifar.write_split(out / split, make_images(labels, rng), labels,
-                          batch_label=f"{split} batch 1 of 1 (poc demo data, seed {seed})")
-    cifar.write_meta(out / "meta", names, [f"pattern_{p}" for p in PATTERNS])
+    with atomic_dir(out) as tmp:  # train, test and meta appear together or not at all
+        for split, per_class in (("train", train_per_class), ("test", test_per_class)):
+            labels = rng.permutation(np.repeat(np.arange(NUM_CLASSES), per_class))
+            cifar.write_split(tmp / split, make_images(labels, rng), labels,
+                              batch_label=f"{split} batch 1 of 1 (poc demo data, seed {seed})")
+        cifar.write_meta(tmp / "meta", class_names(), [f"pattern_{p}" for p in PATTERNS])
     log(f"wrote demo CIFAR-100 to {out}: {train_per_class * NUM_CLASSES} train, "
         f"{test_per_class * NUM_CLASSES} test images, {NUM_CLASSES} classes (seed {seed})")
     return out

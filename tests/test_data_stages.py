@@ -239,3 +239,14 @@ def test_sample_module_help():
     import sys
     proc = subprocess.run([sys.executable, "-m", "poc.sample", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0 and "--train_per_class" in proc.stdout
+
+
+def test_demo_dataset_failure_leaves_no_partial_folder(tmp_path, monkeypatch):
+    from poc import sample
+
+    def fail(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(sample.cifar, "write_meta", fail)
+    with pytest.raises(OSError):
+        sample.write_demo_dataset(tmp_path / "demo", 1, 1, log=lambda *_: None)
+    assert list(tmp_path.iterdir()) == []  # neither train/test without meta nor a temporary folder
