@@ -4,11 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test demo bench clean
+.PHONY: help venv test lint demo bench clean
 
 help:
 	@echo "make demo   - run the whole pipeline (real ./cifar-100-python if present, else the built-in demo set)"
 	@echo "make test   - create .venv, install requirements, run the test suite"
+	@echo "make lint   - ruff over the scripts, poc/ and tests/"
 	@echo "make bench  - benchmarks (preprocess speed, CPU throughput INT8 vs FP32)"
 	@echo "make clean  - remove pipeline outputs (keeps .venv)"
 
@@ -24,6 +25,9 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash pipeline.sh --demo $(if $(CHECKPOINT),--checkpoint "$(CHECKPOINT)")

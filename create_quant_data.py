@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Stage 2: calibration data for AMCT: float32 NCHW batches of 24 distinct, normalised images per file.
 
-    python3 create_quant_data.py --src_path ./cifar-100-python/test --save_path ./amct_bin_data --amct
+    python3 create_quant_data.py --src_path ./cifar-100-python/train --save_path ./amct_bin_data --amct
 """
 import argparse
 from pathlib import Path
@@ -30,6 +30,9 @@ def main():
     args = p.parse_args()
     log = Log(args.quiet, "calib-data")
     if args.batch_num is None:
+        if args.config == config.QUANT_CFG and not Path(args.config).exists():
+            args.config = str(Path(__file__).resolve().parent / "quant.cfg")  # run outside the repository
+            log(f"no {config.QUANT_CFG} here: using the default config that ships with the scripts, {args.config}")
         args.batch_num = parse_quant_cfg(args.config).batch_num
         log(f"batch_num {args.batch_num} from {args.config}")
     if args.batch_size < 1 or args.batch_num < 1:

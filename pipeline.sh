@@ -2,12 +2,16 @@
 # The whole flow: preprocess -> calibration data -> export -> quantize -> compile -> infer -> postprocess.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/poc/common.sh"
+# File names and constants (BIN_DIR, LABEL_FILE, COMPILED_INT8, ...) come from poc/config.py, their one home.
+NAMES="$("$PYTHON" -m poc.config --shell)"
+eval "$NAMES"
 
 usage() {
     cat <<'USAGE'
 usage: bash pipeline.sh [--demo] [--data DIR] [--checkpoint PTH] [--trust_checkpoint] [--quiet]
 
-Runs every stage with the README's default paths, stops at the first failing stage with its name.
+Runs every stage with the README's default paths, stops at the first failing stage with its name and its
+exit code (2: bad input, 1: a stage or tool failed).
 
   --demo        use ./cifar-100-python when it exists, else generate the built-in demo data set
                 (./demo-data/cifar-100-python)
@@ -20,7 +24,7 @@ Runs every stage with the README's default paths, stops at the first failing sta
 USAGE
 }
 
-DATA="./cifar-100-python"
+DATA="$CIFAR100_DIR"
 DEMO=0
 QUIET=()
 CKPT="${CHECKPOINT:-}"
@@ -38,17 +42,24 @@ while [[ $# -gt 0 ]]; do
     shift
 done
 
-stage() {  # stage NAME command...: run one stage, name it when it fails
+stage() {  # stage NAME command...: run one stage; when it fails, name it and exit with its code
     local name="$1"; shift
     echo "==== [$name] $*"
-    if ! "$@"; then
-        echo "pipeline: stage '$name' failed" >&2
-        exit 1
+    local code=0
+    "$@" || code=$?
+    if [[ "$code" != 0 ]]; then
+        echo "pipeline: stage '$name' failed (exit code $code)" >&2
+        exit "$code"
     fi
 }
 
+if [[ "$DEMO" == 0 && ! -e "$DATA/test" ]]; then
+    echo "pipeline: no CIFAR-100 test split at $DATA/test: untar cifar-100-python.tar.gz here, give --data DIR," \
+         "or run with --demo (the built-in demo data set)" >&2
+    exit 2
+fi
 if [[ "$DEMO" == 1 && ! -f "$DATA/test" ]]; then
-    DATA="./demo-data/cifar-100-python"
+    DATA="$DEMO_DATA_DIR"
     echo "pipeline: no ./cifar-100-python: using the built-in demo data set in $DATA"
     if [[ ! -f "$DATA/test" ]]; then
         stage sample "$PYTHON" -m poc.sample --out "$DATA" "${QUIET[@]}"
@@ -57,42 +68,43 @@ else
     echo "pipeline: data set $DATA"
 fi
 
-stage preprocess "$PYTHON" "$POC_ROOT/preprocess_cifar100.py" --src_path "$DATA/test" --bin_path ./bin_data \
-    --label_path ./img_label.txt "${QUIET[@]}"
+stage preprocess "$PYTHON" "$POC_ROOT/preprocess_cifar100.py" --src_path "$DATA/test" --bin_path "$BIN_DIR" \
+    --label_path "$LABEL_FILE" --pic_path "$PIC_DIR" "${QUIET[@]}"
 CALIB_SRC="$DATA/train"; [[ -f "$CALIB_SRC" ]] || CALIB_SRC="$DATA/test"
-stage calib-data "$PYTHON" "$POC_ROOT/create_quant_data.py" --src_path "$CALIB_SRC" --save_path ./amct_bin_data \
+stage calib-data "$PYTHON" "$POC_ROOT/create_quant_data.py" --src_path "$CALIB_SRC" --save_path "$CALIB_DIR" \
     --config "$POC_ROOT/quant.cfg" --amct "${QUIET[@]}"
 
 if [[ -n "$CKPT" ]]; then
     echo "pipeline: checkpoint $CKPT"
 else
-    CKPT="./models/demo_resnet50_cifar100.pth"
+    CKPT="$DEMO_CHECKPOINT"
     echo "pipeline: no checkpoint given (CHECKPOINT=...): using the demo checkpoint $CKPT, fitted on $DATA" \
          "(made or re-made when it was fitted on other data)"
     stage demo-model "$PYTHON" -m poc.demo_model --data "$DATA" --out "$CKPT" --if_stale "${QUIET[@]}"
 fi
-stage export "$PYTHON" "$POC_ROOT/export_onnx.py" --checkpoint "$CKPT" --work-dir ./models "${TRUST[@]}" "${QUIET[@]}"
-stage quantize bash "$POC_ROOT/quantize.sh" --model ./models/end2end.onnx --save_path ./models/resnet50_quant \
-    --input_shape "input:24,3,32,32" --data_dir ./amct_bin_data/ --data_types float32 \
-    --calibration_config "$POC_ROOT/quant.cfg" --eval_bins ./bin_data --eval_labels ./img_label.txt "${QUIET[@]}"
-stage compile-int8 bash "$POC_ROOT/atc_convert.sh" --framework=5 --model=./models/resnet50_quant_deploy_model.onnx \
-    --output=./models/resnet50_quant_bs24 --input_format=NCHW --input_shape="input:24,3,32,32" \
+stage export "$PYTHON" "$POC_ROOT/export_onnx.py" --checkpoint "$CKPT" --work-dir "$MODELS_DIR" "${TRUST[@]}" \
+    "${QUIET[@]}"
+stage quantize bash "$POC_ROOT/quantize.sh" --model "$MODELS_DIR/$END2END_ONNX" --save_path "$QUANT_SAVE_PATH" \
+    --input_shape "$INPUT_SHAPE" --data_dir "$CALIB_DIR/" --data_types float32 \
+    --calibration_config "$POC_ROOT/quant.cfg" --eval_bins "$BIN_DIR" --eval_labels "$LABEL_FILE" "${QUIET[@]}"
+stage compile-int8 bash "$POC_ROOT/atc_convert.sh" --framework=5 --model="$QUANT_SAVE_PATH$DEPLOY_SUFFIX" \
+    --output="$COMPILED_INT8" --input_format=NCHW --input_shape="$INPUT_SHAPE" \
     --insert_op_conf="$POC_ROOT/aipp.conf" --enable_small_channel=1 --op_select_implmode=high_performance --log=error \
     "${QUIET[@]}"
-stage compile-fp32 bash "$POC_ROOT/atc_convert.sh" --framework=5 --model=./models/end2end.onnx \
-    --output=./models/resnet50_fp32_bs24 --input_format=NCHW --input_shape="input:24,3,32,32" \
+stage compile-fp32 bash "$POC_ROOT/atc_convert.sh" --framework=5 --model="$MODELS_DIR/$END2END_ONNX" \
+    --output="$COMPILED_FP32" --input_format=NCHW --input_shape="$INPUT_SHAPE" \
     --insert_op_conf="$POC_ROOT/aipp.conf" --enable_small_channel=1 --op_select_implmode=high_performance --log=error \
     "${QUIET[@]}"
 
-# The runtime follows the model file: .om (atc) runs on ais_bench, .onnx (CPU fallback) on ONNX Runtime.
-# Whichever the compile stage just wrote is the newer one (an .om left from an earlier Ascend run is not).
-compiled() { if [[ -f "$1.om" && ! "$1.om" -ot "$1.onnx" ]]; then echo "$1.om"; else echo "$1.onnx"; fi; }
-MODEL_INT8="$(compiled ./models/resnet50_quant_bs24)"
-MODEL_FP32="$(compiled ./models/resnet50_fp32_bs24)"
-stage infer-int8 bash "$POC_ROOT/infer.sh" --model "$MODEL_INT8" --input ./bin_data --output ./ --output_dirname dst \
-    --outfmt TXT "${QUIET[@]}"
-stage postprocess-int8 "$PYTHON" "$POC_ROOT/postprocess.py" ./dst/ ./img_label.txt ./ result.json "${QUIET[@]}"
-stage infer-fp32 bash "$POC_ROOT/infer.sh" --model "$MODEL_FP32" --input ./bin_data --output ./ --output_dirname dst_fp32 \
-    --outfmt TXT "${QUIET[@]}"
-stage postprocess-fp32 "$PYTHON" "$POC_ROOT/postprocess.py" ./dst_fp32/ ./img_label.txt ./ result_fp32.json "${QUIET[@]}"
+# The runtime follows the model file: .om (atc) runs on ais_bench, .onnx (CPU fallback) on ONNX Runtime;
+# poc.config decides which one the compile stage wrote last (the same rule the summary and benchmark use).
+MODEL_INT8="$("$PYTHON" -m poc.config --compiled "$COMPILED_INT8")"
+MODEL_FP32="$("$PYTHON" -m poc.config --compiled "$COMPILED_FP32")"
+stage infer-int8 bash "$POC_ROOT/infer.sh" --model "$MODEL_INT8" --input "$BIN_DIR" --output ./ \
+    --output_dirname "$DST_INT8" --outfmt TXT "${QUIET[@]}"
+stage postprocess-int8 "$PYTHON" "$POC_ROOT/postprocess.py" "./$DST_INT8/" "$LABEL_FILE" ./ "$RESULT_JSON" "${QUIET[@]}"
+stage infer-fp32 bash "$POC_ROOT/infer.sh" --model "$MODEL_FP32" --input "$BIN_DIR" --output ./ \
+    --output_dirname "$DST_FP32" --outfmt TXT "${QUIET[@]}"
+stage postprocess-fp32 "$PYTHON" "$POC_ROOT/postprocess.py" "./$DST_FP32/" "$LABEL_FILE" ./ "$RESULT_FP32_JSON" \
+    "${QUIET[@]}"
 "$PYTHON" -m poc.summary --data "$DATA" --checkpoint "$CKPT"

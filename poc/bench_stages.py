@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import atomic_file, run_main
+from .files import format_txt
 from .preprocess import preprocess
 from .progress import Log
-from .runner import format_txt
 from .sample import write_demo_dataset
 from .scoring import postprocess
 
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     logits = rng.normal(size=(n, 100))
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     for i in range(n):
-        (out / f"img{i}_0.txt").write_text(format_txt(probs[i:i + 1].astype(np.float32)))
+        (out / f"img{i}_0.txt").write_bytes(format_txt(probs[i:i + 1].astype(np.float32)))
     score_times = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()

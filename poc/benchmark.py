@@ -1,7 +1,7 @@
 """Stage 8: throughput and latency. ``ais_bench --loop`` on an .om; on the CPU the compiled INT8 and FP32 models
-timed in alternating blocks (this machine's speed drifts by 15-30 % from minute to minute, so one run of each
-would make the speed-up a coin toss), an optional batch-size sweep and an end-to-end run over the input files,
-then a comparison table, ``benchmark.json`` and a PNG plot.
+timed in alternating blocks (a shared machine's speed drifts from minute to minute, so one run of each would make
+the speed-up depend on when each ran), an optional batch-size sweep and an end-to-end run over the input files,
+then a comparison table, ``benchmark.json`` and a PNG plot. It drives the compile stage and the runner.
 """
 from __future__ import annotations
 
@@ -13,22 +13,30 @@ from pathlib import Path
 
 import numpy as np
 
-from . import runner
+from . import ascend, runner
+from .backends import OnnxRuntimeBackend, input_spec
 from .compile import compile_cpu
-from .config import (AIPP_CFG, BATCH_SIZE, COMPILED_FP32, COMPILED_INT8, DEPLOY_SUFFIX, END2END_ONNX, IMAGE_CHANNELS,
-                     IMAGE_HW, INPUT_NAME, MODELS_DIR, QUANT_SAVE_PATH)
+from .config import (
+    AIPP_CFG,
+    BATCH_SIZE,
+    BENCH_DIR,
+    BENCHMARK_JSON,
+    BENCHMARK_PNG,
+    COMPILED_FP32,
+    COMPILED_INT8,
+    DEPLOY_SUFFIX,
+    END2END_ONNX,
+    IMAGE_CHANNELS,
+    IMAGE_HW,
+    INPUT_NAME,
+    MODELS_DIR,
+    PUBLISHED_310P3,
+    QUANT_SAVE_PATH,
+    compiled_model,
+)
 from .errors import InputError, atomic_file, run_main
 from .progress import Log
-
-# Published Ascend 310P3 figures (DESIGN.md), shown beside the CPU ones.
-ANCHORS = {"int8": {"precision": "INT8 (AMCT) + AIPP", "batch": 24, "top1": 78.55, "throughput": 14290},
-           "fp16": {"precision": "FP16 + AIPP", "batch": 24, "top1": 79.91, "throughput": 9336}}
-
-
-def runner_args(model, loop, warmup, input_dir=None, output=None, batchsize=None):
-    return argparse.Namespace(model=str(model), input=input_dir, output=output, output_dirname="dst" if output else None,
-                              outfmt="TXT", loop=loop, warmup_count=warmup, batchsize=batchsize, device=0,
-                              pure_data_type="zero", threads=0, quiet=True)
+from .runner import RunOptions
 
 
 def row(st: dict, batch: int) -> dict:
@@ -39,7 +47,7 @@ def row(st: dict, batch: int) -> dict:
 
 def pure(model, loop, warmup) -> dict:
     """One solo pure-inference run through the runner."""
-    s = runner.run(runner_args(model, loop, warmup), Log(True), show_summary=False)
+    s = runner.run(RunOptions(str(model), loop=loop, warmup_count=warmup, quiet=True), Log(True), show_summary=False)
     return row(s["NPU_compute_time"], s["batchsize"])
 
 
@@ -49,8 +57,8 @@ def interleaved(models: dict, loop: int, block: int, warmup: int, log: Log) -> d
     loaded = {}
     for name, path in models.items():
         # No spinning: a session's idle threads would otherwise spin through the other model's turn.
-        backend = runner.OnnxRuntimeBackend().load(path, spin=False)
-        spec = runner.input_spec(backend, path, None)
+        backend = OnnxRuntimeBackend().load(path, spin=False)
+        spec = input_spec(backend, path, None)
         feed = {spec.name: np.zeros(spec.shape, spec.dtype)}
         for _ in range(warmup):
             backend.predict(feed)
@@ -111,15 +119,16 @@ def plot(sweep: dict, path: Path) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="benchmark.sh", description="Stage 8: pure-inference throughput. ais_bench on "
                                 ".om models; on the CPU the INT8 and FP32 compiled models compared.")
-    p.add_argument("--model", default=None, help=f"model to time (default: {COMPILED_INT8}.om when ais_bench is "
-                                                 f"installed and it exists, else {COMPILED_INT8}.onnx)")
+    p.add_argument("--model", default=None, help=f"model to time (default: {COMPILED_INT8}.om or .onnx, whichever "
+                                                 "the compile stage wrote last)")
     p.add_argument("--fp32_model", default=f"{COMPILED_FP32}.onnx", help="CPU: FP32 model compared (default: %(default)s)")
     p.add_argument("--loop", type=int, default=100, help="timed runs per model (default: 100)")
     p.add_argument("--batchsize", type=int, default=BATCH_SIZE, help="(default: %(default)s)")
     p.add_argument("--warmup_count", type=int, default=3, help="CPU: untimed runs first (default: 3)")
     p.add_argument("--block", type=int, default=5, help="CPU: runs per model before switching to the other (default: 5)")
-    p.add_argument("--repeats", type=int, default=3, help="CPU: end-to-end pairs with --e2e_input; the median counts "
-                                                          "(default: 3)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="CPU, with --e2e_input: how many (whole inference run, pure inference run) pairs are timed; "
+                        "the median ratio counts (default: 3)")
     p.add_argument("--sweep", nargs="?", const="1,8,16,24,32", default=None, metavar="B,B,...",
                    help="CPU: also time these batch sizes (default when given: 1,8,16,24,32)")
     p.add_argument("--sweep_loop", type=int, default=20, help="timed runs per sweep point (default: 20)")
@@ -129,17 +138,21 @@ def main(argv=None) -> int:
     p.add_argument("--int8_source", default=f"{QUANT_SAVE_PATH}{DEPLOY_SUFFIX}", help="for the sweep's compiles")
     p.add_argument("--fp32_source", default=f"{MODELS_DIR}/{END2END_ONNX}", help="for the sweep's compiles")
     p.add_argument("--aipp", default=AIPP_CFG, help="for the sweep's compiles (default: %(default)s)")
-    p.add_argument("--json", default="benchmark.json", help="results (default: %(default)s)")
-    p.add_argument("--plot", default="benchmark.png", help="throughput-by-batch plot, with --sweep (default: %(default)s)")
-    p.add_argument("--work_dir", default="bench_out", help="sweep models and e2e outputs (default: %(default)s)")
+    p.add_argument("--json", default=BENCHMARK_JSON, help="results (default: %(default)s)")
+    p.add_argument("--plot", default=BENCHMARK_PNG, help="throughput-by-batch plot, with --sweep (default: %(default)s)")
+    p.add_argument("--work_dir", default=BENCH_DIR, help="sweep models and e2e outputs (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no log lines (the table still prints)")
     args = p.parse_args(argv)
+    for flag in ("loop", "batchsize", "block", "sweep_loop"):
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag} must be at least 1")
+    if args.warmup_count < 0 or args.repeats < 0:
+        p.error("--warmup_count and --repeats must be 0 or more")
     log = Log(args.quiet, "benchmark")
 
-    om = Path(f"{COMPILED_INT8}.om")
-    model = Path(args.model) if args.model else (om if om.is_file() else Path(f"{COMPILED_INT8}.onnx"))
+    model = Path(args.model) if args.model else compiled_model(COMPILED_INT8)
     if model.suffix == ".om":  # the ModelZoo's performance command
-        return runner.run_ais_bench(model, ["--model", str(model), "--loop", str(args.loop),
+        return ascend.run_ais_bench(model, ["--model", str(model), "--loop", str(args.loop),
                                             "--batchsize", str(args.batchsize)], log)
 
     for path in (model, Path(args.fp32_model)):
@@ -150,6 +163,10 @@ def main(argv=None) -> int:
     timed = interleaved({"int8": model, "fp32": Path(args.fp32_model)}, args.loop, args.block, args.warmup_count, log)
     result = {}
     for name, (ms, batch) in timed.items():
+        if args.batchsize != batch:  # as in ais_bench, --batchsize is the batch the throughput is computed with
+            log(f"{name}: --batchsize {args.batchsize} differs from the model's batch {batch}; the throughput uses "
+                f"{args.batchsize}, as ais_bench's does")
+            batch = args.batchsize
         st = runner.stats(ms)
         result[name] = row(st, batch)
         if not args.quiet:
@@ -161,7 +178,9 @@ def main(argv=None) -> int:
         # pair sees the same machine, so their ratio is the I/O overhead and not this machine's drift.
         out = Path(args.work_dir) / "e2e"
         log(f"end to end {r + 1}/{args.repeats}: int8 over {args.e2e_input} ...")
-        s = runner.run(runner_args(model, 1, args.warmup_count, args.e2e_input, str(out)), Log(True), False)
+        opts = RunOptions(str(model), input=args.e2e_input, output=str(out), output_dirname="dst", outfmt="TXT",
+                          warmup_count=args.warmup_count, quiet=True)
+        s = runner.run(opts, Log(True), show_summary=False)
         paired = pure(model, s["NPU_compute_time"]["count"], args.warmup_count)
         e2e_runs.append({"e2e_images_per_s": s["e2e"]["images_per_s"], "files": s["e2e"]["files"],
                          "in_run_compute_throughput": s["throughput"], "paired_pure_throughput": paired["throughput"],
@@ -169,7 +188,7 @@ def main(argv=None) -> int:
     speedup = result["int8"]["throughput"] / result["fp32"]["throughput"]
     report = {"date": time.strftime("%Y-%m-%d"), "machine": {"cpu": cpu_name(), "python": platform.python_version()},
               "batch": result["int8"]["batch"], "loop": args.loop, "block": args.block, "cpu": result,
-              "int8_speedup": speedup, "ascend_310p3_published": ANCHORS}
+              "int8_speedup": speedup, "ascend_310p3_published": PUBLISHED_310P3}
     if e2e_runs:
         e2e = dict(sorted(e2e_runs, key=lambda x: x["ratio_to_pure"])[len(e2e_runs) // 2])
         e2e["ratio_runs"] = [round(x["ratio_to_pure"], 3) for x in e2e_runs]
@@ -180,10 +199,10 @@ def main(argv=None) -> int:
         r = result[name]
         print(f"{'CPU ' + name.upper():<12} {r['batch']:>5} {r['throughput']:>9.1f} {r['latency_ms_p50']:>8.2f} "
               f"{r['latency_ms_p99']:>8.2f}")
-    for key, a in ANCHORS.items():
+    for key, a in PUBLISHED_310P3.items():
         print(f"{'310P3 ' + key.upper():<12} {a['batch']:>5} {a['throughput']:>9.0f} {'-':>8} {'-':>8}  (published)")
     print(f"INT8 speed-up on the CPU: {speedup:.2f}x (310P3 published: "
-          f"{ANCHORS['int8']['throughput'] / ANCHORS['fp16']['throughput']:.2f}x INT8 over FP16)")
+          f"{PUBLISHED_310P3['int8']['throughput'] / PUBLISHED_310P3['fp16']['throughput']:.2f}x INT8 over FP16)")
     if e2e_runs:
         e = report["e2e_int8"]
         print(f"end to end over {e['files']} files (read, infer, write TXT): {e['e2e_images_per_s']:.1f} img/s = "
@@ -202,7 +221,7 @@ def main(argv=None) -> int:
                 sweep[name].append(row(runner.stats(ms), batch))
         report["sweep"] = sweep
         print(f"\n{'batch':>5} {'INT8 img/s':>11} {'FP32 img/s':>11} {'speed-up':>9}")
-        for a, b in zip(sweep["int8"], sweep["fp32"]):
+        for a, b in zip(sweep["int8"], sweep["fp32"], strict=False):
             print(f"{a['batch']:>5} {a['throughput']:>11.1f} {b['throughput']:>11.1f} {a['throughput'] / b['throughput']:>8.2f}x")
         plot(sweep, Path(args.plot))
         log(f"plot: {args.plot}")

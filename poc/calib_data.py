@@ -10,30 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from . import cifar
-from .config import BATCH_SIZE, MEAN_RGB_255, STD_RGB_255
-from .errors import InputError, atomic_dir
+from .config import BATCH_SIZE
+from .errors import InputError, OutputSet
+from .files import normalise, spread_sample
 from .progress import Log
 
-
-def normalise(chw_uint8: np.ndarray) -> np.ndarray:
-    """uint8 [n,3,H,W] RGB -> float32 ``(x/255 - mean) / std``, the model's input."""
-    mean = np.asarray(MEAN_RGB_255, np.float32).reshape(1, 3, 1, 1)
-    std = np.asarray(STD_RGB_255, np.float32).reshape(1, 3, 1, 1)
-    return ((chw_uint8.astype(np.float32) - mean) / std).astype(np.float32)
-
-
-def spread_sample(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
-    """``count`` distinct indices, deterministic for ``seed``, taken round-robin over the classes.
-
-    Each round takes one not-yet-used image from every class (classes in a seeded order), so any prefix of
-    the result covers the classes as evenly as the data allows.
-    """
-    rng = np.random.default_rng(seed)
-    classes = rng.permutation(np.unique(labels))
-    per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
-    rounds = max(len(p) for p in per_class)
-    order = [p[r] for r in range(rounds) for p in per_class if r < len(p)]
-    return np.asarray(order[:count], dtype=np.int64)
+CALIB_OWNED = r"calib_[0-9]+\.bin"  # the stage's own files in --save_path
 
 
 def default_source(cifar_dir) -> Path:
@@ -46,6 +28,7 @@ def create_quant_data(src_path, save_path, batch_size: int = BATCH_SIZE, batch_n
                       log: Log | None = None) -> list[Path]:
     """Write ``batch_num`` files ``calib_{k:04d}.bin``; names sort in batch order, as AMCT reads them."""
     log = log or Log(stage="calib-data")
+    outputs = OutputSet({"--save_path": save_path}, {"--src_path": src_path})
     split = cifar.load_split(src_path)
     need = batch_size * batch_num
     if need > len(split):
@@ -55,7 +38,8 @@ def create_quant_data(src_path, save_path, batch_size: int = BATCH_SIZE, batch_n
     log(f"{src_path}: {batch_num} batches x {batch_size} distinct images over "
         f"{len(np.unique(split.labels[chosen]))} classes (seed {seed})")
     written = []
-    with atomic_dir(save_path) as tmp:
+    with outputs:
+        tmp = outputs.folder(save_path, CALIB_OWNED)
         for k in log.bar(range(batch_num), total=batch_num, desc="batches", unit="batch"):
             batch = normalise(split.chw(chosen[k * batch_size:(k + 1) * batch_size]))
             name = f"calib_{k:04d}.bin"

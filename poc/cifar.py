@@ -133,15 +133,6 @@ def load_class_names(meta_path) -> list[str]:
     raise InputError(meta_path, "missing key b'fine_label_names' (CIFAR-100) or b'label_names' (CIFAR-10)")
 
 
-def meta_path_for(split_path) -> Path:
-    """The meta file beside a split: ``meta`` for CIFAR-100, ``batches.meta`` for CIFAR-10."""
-    folder = Path(split_path).parent
-    for name in ("meta", "batches.meta"):
-        if (folder / name).exists():
-            return folder / name
-    return folder / "meta"
-
-
 def write_split(path, images: np.ndarray, labels, coarse_labels=None, batch_label: str = "testing batch 1 of 1"):
     """Write a CIFAR-100 format data pickle (used by the demo data set and the tests)."""
     n = len(labels)

@@ -1,4 +1,13 @@
-"""Facts shared by every stage. Each one lives here and nowhere else."""
+"""Facts shared by every stage. Each one lives here and nowhere else.
+
+``python -m poc.config --shell`` prints the file names as shell assignments, so the shell scripts read them
+from here instead of spelling them again.
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
 
 # CIFAR-100 per-channel statistics in RGB order, on the 0..255 scale (mmcls resnet50_b16x8_cifar100.py).
 MEAN_RGB_255 = (129.304, 124.070, 112.434)
@@ -32,12 +41,62 @@ AIPP_CFG = "./aipp.conf"
 COMPILED_INT8 = "./models/resnet50_quant_bs24"
 COMPILED_FP32 = "./models/resnet50_fp32_bs24"
 DEMO_CHECKPOINT = "./models/demo_resnet50_cifar100.pth"
+# The pipeline's inference outputs (ais_bench --output ./ --output_dirname NAME) and accuracy files.
+DST_INT8 = "dst"
+DST_FP32 = "dst_fp32"
 RESULT_JSON = "result.json"
+RESULT_FP32_JSON = "result_fp32.json"
+BENCHMARK_JSON = "benchmark.json"
+BENCHMARK_PNG = "benchmark.png"
+BENCH_DIR = "bench_out"
+SUMMARY_SUFFIX = "_summary.json"  # ais_bench writes {output_dirname}_summary.json beside the folder
 
 # AMCT's output suffixes: {save_path}_deploy_model.onnx and {save_path}_fake_quant_model.onnx.
 DEPLOY_SUFFIX = "_deploy_model.onnx"
 FAKE_QUANT_SUFFIX = "_fake_quant_model.onnx"
 REPORT_SUFFIX = "_quant_report.json"
+# Metadata key the CPU quantizer writes into its QDQ models (so atc_convert.sh can refuse them).
+CPU_QUANTIZER_KEY = "poc_quantizer"
+
+# Published Ascend 310P3 figures of the ModelZoo POC, shown beside the CPU ones.
+PUBLISHED_310P3 = {
+    "int8": {"precision": "INT8 (AMCT) + AIPP", "batch": 24, "top1": 78.55, "throughput": 14290},
+    "fp16": {"precision": "FP16 + AIPP", "batch": 24, "top1": 79.91, "throughput": 9336},
+}
 
 # Exit code for bad input (a file that is missing, malformed or refused).
 EXIT_BAD_INPUT = 2
+
+
+def compiled_model(prefix) -> Path:
+    """The model a run uses for a compiled-model prefix: ``{prefix}.om`` when atc wrote it last, else
+    ``{prefix}.onnx`` (the CPU fallback's). An ``.om`` left from an earlier Ascend run is not picked up by a
+    later CPU compile, since the CPU compile's ``.onnx`` is then the newer file."""
+    om, onnx_file = Path(f"{prefix}.om"), Path(f"{prefix}.onnx")
+    if om.is_file() and (not onnx_file.is_file() or om.stat().st_mtime >= onnx_file.stat().st_mtime):
+        return om
+    return onnx_file
+
+
+def shell_names() -> dict[str, str]:
+    """The names the shell scripts use, as NAME -> value."""
+    return {name: str(value) for name, value in globals().items()
+            if name.isupper() and isinstance(value, (str, int)) and not name.startswith("_")}
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--shell"]:
+        print("\n".join(f"{k}={shlex.quote(v)}" for k, v in shell_names().items()))
+        return 0
+    if argv[:1] == ["--compiled"] and len(argv) == 2:
+        print(compiled_model(argv[1]))
+        return 0
+    print("usage: python -m poc.config --shell | --compiled PREFIX\n"
+          "  --shell      the toolkit's file names and constants as shell assignments\n"
+          "  --compiled   the compiled model a run uses for PREFIX (.om when atc wrote it last, else .onnx)")
+    return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,9 +1,12 @@
-"""One-line errors for bad input, and writes that never leave a half-made file behind."""
+"""One-line errors for bad input, writes that never leave a half-made file behind, and the guard that keeps a
+stage from writing over its own inputs."""
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -28,28 +31,100 @@ class ToolError(StageError):
     """An Ascend tool is missing when forced, or failed."""
 
 
+def first_line(err: BaseException, limit: int = 160) -> str:
+    """An exception's message, cut to its first line (its type name when it has none)."""
+    text = str(err).strip()
+    return text.splitlines()[0][:limit] if text else type(err).__name__
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run_main(main) -> None:
-    """Run a command line's main(); InputError becomes one line and exit code 2, StageError one line and 1."""
+    """Run a command line's main() so that every failure is one line: InputError and any OS-level file error
+    (a read-only folder, a path through a regular file, a symlink loop...) exit 2, StageError exits 1, an
+    interrupt (SIGINT or SIGTERM) 130 after the stage has cleaned up its temporaries."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         code = main()
     except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
+        _die(str(err), EXIT_BAD_INPUT)
     except StageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+        _die(str(err), 1)
+    except OSError as err:
+        where = err.filename if err.filename is not None else "error"
+        _die(f"{where}: {err.strerror or err}", EXIT_BAD_INPUT)
+    except (MemoryError, RecursionError) as err:
+        _die(f"input too large or too deeply nested to process ({type(err).__name__})", EXIT_BAD_INPUT)
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _die("interrupted", 130)
     sys.exit(code or 0)
+
+
+def _die(message: str, code: int) -> None:
+    print(f"error: {message.splitlines()[0] if message else 'failed'}", file=sys.stderr)
+    sys.exit(code)
+
+
+# --- the output guard -------------------------------------------------------------------------------------
+
+def resolved(path) -> Path:
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError) as err:  # a symlink loop
+        raise InputError(path, f"cannot be resolved ({err})") from None
+
+
+def _overlap(a: Path, b: Path) -> str | None:
+    if a == b:
+        return "is"
+    if b in a.parents:
+        return "lies inside"
+    if a in b.parents:
+        return "contains"
+    return None
+
+
+def check_outputs(outputs: dict[str, object], inputs: dict[str, object]) -> None:
+    """Refuse, before anything is written, an output that is, contains or lies inside an input or another
+    output of the same run. ``outputs`` / ``inputs``: {what it is (e.g. '--bin_path'): path}."""
+    outs = [(what, resolved(p)) for what, p in outputs.items() if p is not None]
+    ins = [(what, resolved(p)) for what, p in inputs.items() if p is not None]
+    for i, (what, out) in enumerate(outs):
+        for other, path in ins + outs[:i]:
+            how = _overlap(out, path)
+            if how:
+                raise InputError(outputs[what], f"{what} {how} {other} ({path}): refused, it would be overwritten")
+
+
+# --- atomic writes ----------------------------------------------------------------------------------------
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _parent_folder(path: Path) -> Path:
+    """Make ``path``'s parent folder; a parent that is a regular file or not writable is bad input."""
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(path, "cannot be written: a parent is a regular file") from None
+    if not parent.is_dir():
+        raise InputError(path, "cannot be written: a parent is not a folder")
+    return parent
 
 
 @contextlib.contextmanager
 def atomic_file(path, mode: str = "wb"):
     """Yield a temporary file beside ``path``; rename it onto ``path`` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise InputError(path, "is a folder, expected a file to write")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=_parent_folder(path))
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -65,7 +140,9 @@ def atomic_file(path, mode: str = "wb"):
 def atomic_path(path):
     """Yield a temporary path beside ``path`` for a library to write to; rename it on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise InputError(path, "is a folder, expected a file to write")
+    _parent_folder(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp
@@ -76,32 +153,107 @@ def atomic_path(path):
         raise
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 @contextlib.contextmanager
-def atomic_dir(path):
-    """Yield an empty temporary folder beside ``path``; on success it replaces ``path`` whole.
-
-    The old folder is moved aside first and removed after the swap, so a failure at any point leaves
-    either the previous contents or the new ones, never a mix (no stale files from a larger earlier run).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; give it the mode mkdir would
+def _signals_blocked():
+    """SIGINT and SIGTERM wait until the block is over, so a swap of several outputs is never cut halfway."""
+    blocked = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
     try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if path.exists() or path.is_symlink():
-        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-        os.replace(path, old / "previous")
-    os.replace(tmp, path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class OutputSet:
+    """A stage's outputs, built under temporary names beside their targets and swapped in together.
+
+    ``folder(path, owned)`` gives an empty temporary folder. At the end the target folder is replaced whole by
+    it, after the target's entries that do not match ``owned`` (the stage's own naming pattern) are carried
+    over: a user's other files survive, stale files of the stage's own pattern from a larger earlier run do
+    not. ``file(path)`` gives a temporary path renamed onto ``path``. The swaps run with SIGINT/SIGTERM held
+    back, so an interrupt leaves the complete old outputs or the complete new ones; a failure before the end
+    removes every temporary and leaves the old outputs untouched.
+    """
+
+    def __init__(self, outputs: dict[str, object], inputs: dict[str, object]):
+        check_outputs(outputs, inputs)
+        self._swaps: list[tuple[Path, Path, re.Pattern | None]] = []
+
+    def folder(self, path, owned: str) -> Path:
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise InputError(path, "is a file, expected a folder")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=_parent_folder(path)))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; give it the mode mkdir would
+        self._swaps.append((path, tmp, re.compile(owned)))
+        return tmp
+
+    def file(self, path) -> Path:
+        path = Path(path)
+        if path.is_dir():
+            raise InputError(path, "is a folder, expected a file to write")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=_parent_folder(path))
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())
+        self._swaps.append((path, Path(tmp), None))
+        return Path(tmp)
+
+    def __enter__(self) -> OutputSet:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+    def discard(self) -> None:
+        for _, tmp, owned in self._swaps:
+            if owned is None:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
+        self._swaps.clear()
+
+    def commit(self) -> None:
+        old_folders = []
+        try:
+            for path, tmp, owned in self._swaps:  # carry the user's files over (hard links: nothing copied)
+                if owned is not None and path.is_dir():
+                    for entry in path.iterdir():
+                        if not owned.fullmatch(entry.name) and not entry.name.startswith(f".{path.name}."):
+                            _carry(entry, tmp / entry.name)
+            with _signals_blocked():
+                for path, tmp, owned in self._swaps:
+                    if owned is not None and (path.exists() or path.is_symlink()):
+                        aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+                        os.replace(path, aside / "previous")
+                        old_folders.append((path, aside))
+                    os.replace(tmp, path)
+        except BaseException:
+            for path, aside in old_folders:  # put back a folder whose replacement did not arrive
+                if not path.exists():
+                    os.replace(aside / "previous", path)
+            self.discard()
+            raise
+        finally:
+            for _, aside in old_folders:
+                shutil.rmtree(aside, ignore_errors=True)
+        self._swaps.clear()
+
+
+def _carry(src: Path, dst: Path) -> None:
+    if src.is_dir() and not src.is_symlink():
+        shutil.copytree(src, dst, symlinks=True, copy_function=_link_or_copy)
+    elif src.is_symlink():
+        os.symlink(os.readlink(src), dst)
+    else:
+        _link_or_copy(src, dst)
+
+
+def _link_or_copy(src, dst) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)

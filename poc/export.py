@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 
-from .config import INPUT_NAME, MEAN_RGB_255, ONNX_OPSET, OUTPUT_NAME, STD_RGB_255
+from .backends import OnnxRuntimeBackend
+from .config import IMAGE_CHANNELS, IMAGE_HW, INPUT_NAME, MEAN_RGB_255, ONNX_OPSET, OUTPUT_NAME, STD_RGB_255
 from .errors import InputError, StageError, atomic_path
 from .model import ImageClassifier
 from .progress import Log
@@ -63,7 +63,7 @@ def torchscript_export(module: torch.nn.Module, f, opset: int, output_name: str,
     module.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice: chosen on purpose
-        torch.onnx.export(module, torch.zeros(1, 3, 32, 32), f, dynamo=False, opset_version=opset,
+        torch.onnx.export(module, torch.zeros(1, IMAGE_CHANNELS, IMAGE_HW, IMAGE_HW), f, dynamo=False, opset_version=opset,
                           export_params=True, do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL,
                           keep_initializers_as_inputs=False, input_names=[INPUT_NAME], output_names=[output_name],
                           dynamic_axes=dynamic_axes)
@@ -83,7 +83,7 @@ def export_mmdeploy(checkpoint, model_config, path) -> None:  # pragma: no cover
     path = Path(path)
     deploy_cfg = Config(dict(MMDEPLOY_DEPLOY_CFG, onnx_config=dict(MMDEPLOY_DEPLOY_CFG["onnx_config"],
                                                                    save_file=path.name)))
-    img = np.zeros((32, 32, 3), np.uint8)
+    img = np.zeros((IMAGE_HW, IMAGE_HW, IMAGE_CHANNELS), np.uint8)
     torch2onnx(img, str(path.parent), path.name, deploy_cfg, str(model_config), str(checkpoint), device="cpu")
 
 
@@ -97,11 +97,11 @@ def add_metadata(path, meta: dict) -> None:
 
 def parity(model: ImageClassifier, path, batch: int = 4, seed: int = 0) -> float:
     """Max |ONNX Runtime - PyTorch| on a random normalised batch."""
-    x = torch.from_numpy(np.random.default_rng(seed).standard_normal((batch, 3, 32, 32)).astype(np.float32))
+    x = torch.from_numpy(np.random.default_rng(seed).standard_normal((batch, IMAGE_CHANNELS, IMAGE_HW, IMAGE_HW))
+                         .astype(np.float32))
     with torch.no_grad():
         want = model(x).numpy()
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {INPUT_NAME: x.numpy()})[0]
+    got = OnnxRuntimeBackend().load(path).predict({INPUT_NAME: x.numpy()})[0]
     return float(np.abs(got - want).max())
 
 

@@ -49,7 +49,7 @@ class ResNetCIFAR(nn.Module):
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         in_ch = 64
-        for i, (blocks, width) in enumerate(zip(STAGE_BLOCKS, STAGE_WIDTHS)):
+        for i, (blocks, width) in enumerate(zip(STAGE_BLOCKS, STAGE_WIDTHS, strict=False)):
             stride = 1 if i == 0 else 2
             layer = []
             for j in range(blocks):

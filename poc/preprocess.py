@@ -1,35 +1,41 @@
 """Stage 1: CIFAR pickle -> bin_data/img{i}.bin (uint8 HWC RGB), img_label.txt, pic/img{i}.png."""
 from __future__ import annotations
 
-import contextlib
 import time
 
 from PIL import Image
 
 from . import cifar
-from .errors import atomic_dir, atomic_file
+from .errors import InputError, OutputSet
 from .progress import Log
+
+BIN_OWNED = r"img[0-9]+\.bin"  # the stage's own files in --bin_path and --pic_path
+PIC_OWNED = r"img[0-9]+\.png"
 
 
 def preprocess(src_path, bin_path, label_path, pic_path=None, limit=None, log: Log | None = None) -> int:
     """Write the bins, the label file and (unless ``pic_path`` is None) the PNGs; return the image count.
 
     All three outputs are built under temporary names and swapped in together at the end, so a re-run
-    replaces them whole (no stale img*.bin from a larger earlier run) and a failure leaves the old ones.
+    replaces them whole (no stale img*.bin from a larger earlier run, a user's other files kept) and a failure
+    or an interrupt leaves the old ones.
     """
     log = log or Log(stage="preprocess")
     start = time.perf_counter()
+    outputs = OutputSet({"--bin_path": bin_path, "--pic_path": pic_path, "--label_path": label_path},
+                        {"--src_path": src_path})
     split = cifar.load_split(src_path)
+    if not len(split):
+        raise InputError(src_path, "holds no images")
     n = len(split) if limit is None else min(int(limit), len(split))
     hwc = split.hwc(slice(0, n))  # one vectorised CHW -> HWC transpose for the whole set
     labels = split.labels[:n]
     log(f"{src_path}: {len(split)} images, {split.num_classes} classes; writing {n}")
 
-    with contextlib.ExitStack() as stack:
-        bins = stack.enter_context(atomic_dir(bin_path))
-        pics = stack.enter_context(atomic_dir(pic_path)) if pic_path else None
-        label_file = stack.enter_context(atomic_file(label_path, "w"))
-        label_file.write("".join(f"img{i} {int(labels[i])}\n" for i in range(n)))
+    with outputs:
+        bins = outputs.folder(bin_path, BIN_OWNED)
+        pics = outputs.folder(pic_path, PIC_OWNED) if pic_path else None
+        outputs.file(label_path).write_text("".join(f"img{i} {int(labels[i])}\n" for i in range(n)))
         for i in log.bar(range(n), total=n, desc="bins" + (" + pngs" if pics else "")):
             (bins / f"img{i}.bin").write_bytes(hwc[i].tobytes())
             if pics is not None:

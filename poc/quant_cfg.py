@@ -1,10 +1,12 @@
 """AMCT's simplified calibration config (``quant.cfg``, protobuf text format), read with protobuf itself.
 
-The schema below is the subset of AMCT's ``calibration_config`` message that the CPU fallback honours;
-an unknown field or a syntax error stops with the file name and line number.
+The schema below is the subset of AMCT's ``calibration_config`` message that the CPU fallback knows; an unknown
+field or a syntax error stops with the file name and line number, a value AMCT would refuse stops with its
+range, and a field the fallback cannot honour is named in the log (``describe``).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .errors import InputError
@@ -47,6 +49,7 @@ class QuantConfig:
     search_step: float = 0.01
     max_percentile: float = 0.999999
     min_percentile: float = 0.999999
+    asymmetric: bool | None = None  # ifmr_quantize's own switch; when set it decides over activation_offset
 
 
 def parse_quant_cfg(path) -> QuantConfig:
@@ -64,17 +67,44 @@ def parse_quant_cfg(path) -> QuantConfig:
     for name in ("search_range_start", "search_range_end", "search_step", "max_percentile", "min_percentile"):
         if ifmr.HasField(name):
             setattr(cfg, name, round(float(getattr(ifmr, name)), 7))  # float32 -> the decimal written
+    if ifmr.HasField("asymmetric"):
+        cfg.asymmetric = ifmr.asymmetric
+        cfg.activation_offset = ifmr.asymmetric
     _validate(path, cfg)
     return cfg
 
 
+def describe(cfg: QuantConfig, path) -> list[str]:
+    """Log lines: what the CPU fallback does with the config, including the fields it cannot honour."""
+    lines = [f"calibration config {path}: batch_num {cfg.batch_num}, activation_offset {cfg.activation_offset}"
+             + (" (from ifmr_quantize asymmetric)" if cfg.asymmetric is not None else "")
+             + f", channel_wise {cfg.channel_wise}, IFMR [{cfg.search_range_start}, {cfg.search_range_end}] step "
+             f"{cfg.search_step}, percentiles max {cfg.max_percentile} min {cfg.min_percentile}",
+             f"joint_quant {cfg.joint_quant}, do_fusion {cfg.do_fusion}: accepted; on the CPU ONNX Runtime fuses "
+             "Conv+Relu and QDQ pairs itself, and joint quantization has no counterpart"]
+    if cfg.skip_fusion_layers:
+        lines.append(f"skip_fusion_layers ({len(cfg.skip_fusion_layers)}): not honoured on the CPU: ONNX Runtime's "
+                     "fusions cannot be switched off per layer")
+    return lines
+
+
+MAX_BATCH_NUM = 10_000
+MAX_SEARCH_POINTS = 10_000  # (end - start) / step + 1: each point costs a pass over every histogram
+
+
 def _validate(path, cfg: QuantConfig) -> None:
-    if cfg.batch_num < 1:
-        raise InputError(path, "batch_num must be at least 1")
-    if not 0 < cfg.search_range_start <= cfg.search_range_end:
-        raise InputError(path, "ifmr_quantize needs 0 < search_range_start <= search_range_end")
-    if cfg.search_step <= 0:
+    if not 1 <= cfg.batch_num <= MAX_BATCH_NUM:
+        raise InputError(path, f"batch_num must be at least 1 (and at most {MAX_BATCH_NUM})")
+    start, end, step = cfg.search_range_start, cfg.search_range_end, cfg.search_step
+    if not all(math.isfinite(v) for v in (start, end, step, cfg.max_percentile, cfg.min_percentile)):
+        raise InputError(path, "ifmr_quantize values must be finite numbers")
+    if not 0 < start <= end <= 100:
+        raise InputError(path, "ifmr_quantize needs 0 < search_range_start <= search_range_end <= 100")
+    if step <= 0:
         raise InputError(path, "ifmr_quantize search_step must be positive")
+    if (end - start) / step + 1 > MAX_SEARCH_POINTS:
+        raise InputError(path, f"ifmr_quantize searches {int((end - start) / step) + 1} clip factors "
+                               f"(range / search_step); at most {MAX_SEARCH_POINTS}")
     for name in ("max_percentile", "min_percentile"):
         if not 0.5 < getattr(cfg, name) <= 1.0:
             raise InputError(path, f"ifmr_quantize {name} must be in (0.5, 1]")

@@ -1,108 +1,109 @@
 """Stage 6: run a compiled model over input files, with ais_bench's command line and output layout.
 
-An ``.om`` model goes to ``python3 -m ais_bench`` with the same arguments; an ``.onnx`` model runs here on
-ONNX Runtime and behaves like ais_bench where a user can see it: the input files (natural order) are grouped
-into batches of ``model input bytes / file bytes``, a short last batch is padded with copies of its first file
-(no outputs written for the padding), outputs go to ``{output}/{output_dirname}/{stem}_{i}.{txt|npy|bin}``, and
-the summary (compute time, throughput) is printed and written beside the folder as ``{dirname}_summary.json``.
+An ``.om`` model goes to ``python3 -m ais_bench`` with the arguments exactly as given; an ``.onnx`` model runs
+here on ONNX Runtime and behaves like ais_bench where a user can see it: the input files (natural order) are
+grouped into batches of ``model input bytes / file bytes``, a short last batch is padded with copies of its
+first file (no outputs written for the padding), outputs go to
+``{output}/{output_dirname}/{stem}_{i}.{txt|npy|bin}``, and the summary (compute time, throughput) is printed
+and written beside the folder as ``{dirname}_summary.json``.
 
-Files are read ahead by a background thread and outputs written by another, so the model never waits on disk.
+The run, step by step: plan the batches, read them ahead on one thread, infer on the main thread, write the
+outputs on another thread, summarise. Nothing here imports ONNX Runtime until an ``.onnx`` model needs it.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
+import os
 import queue
-import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from .errors import InputError, ToolError, atomic_dir, atomic_file
-from .naming import natural_key
+from . import ascend
+from .config import SUMMARY_SUFFIX
+from .errors import InputError, OutputSet, first_line, run_main
+from .files import OUTFMTS, OUTPUT_OWNED, format_txt, natural_key, write_output
 from .progress import Log
 
-OUTFMTS = ("TXT", "NPY", "BIN")
 PREFETCH_BATCHES = 4
+INPUT_SUFFIXES = (".bin", ".npy")
 
-
-class OnnxRuntimeBackend:
-    """The CPU backend, as a backend is in the MLPerf inference reference: name, version, load, predict."""
-
-    def name(self) -> str:
-        return "onnxruntime"
-
-    def version(self) -> str:
-        return ort.__version__
-
-    def load(self, model_path, threads: int = 0, spin: bool = True) -> "OnnxRuntimeBackend":
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = threads
-        if not spin:  # idle pool threads sleep instead of spinning (needed when two sessions take turns)
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
-        except Exception as err:  # noqa: BLE001 - any load failure is one line about this file
-            raise InputError(model_path, f"ONNX Runtime cannot load it ({str(err).splitlines()[0][:160]})") from None
-        self.inputs = self.session.get_inputs()
-        self.outputs = [o.name for o in self.session.get_outputs()]
-        return self
-
-    def predict(self, feed: dict) -> list[np.ndarray]:
-        return self.session.run(self.outputs, feed)
+# ais_bench flags with no meaning for the CPU runner: accepted (so a ModelZoo command line works unchanged),
+# handed to ais_bench as given for an .om, and named in one log line on the CPU. value: takes an argument.
+NPU_ONLY_FLAGS = {
+    "--debug": True, "--run_mode": True, "--dymBatch": True, "--dymHW": True, "--dymDims": True,
+    "--dymShape": True, "--dymShape_range": True, "--outputSize": True, "--auto_set_dymshape_mode": True,
+    "--auto_set_dymdims_mode": True, "--profiler": True, "--profiler_rename": True, "--dump": True,
+    "--dump_npy": True, "--acl_json_path": True, "--aipp_config": True, "--energy_consumption": True,
+    "--npu_id": True, "--backend": True, "--perf": True, "--pipeline": True, "--threadnum": True,
+    "--divide_input": True,
+}
 
 
 @dataclass
-class InputSpec:
-    name: str
-    dtype: np.dtype
-    shape: tuple[int, ...]
+class RunOptions:
+    """What a run does: ais_bench's options, plus the CPU runner's own (threads, quiet)."""
 
-    @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.shape)) * self.dtype.itemsize
+    model: str
+    input: str | None = None
+    output: str | None = None
+    output_dirname: str | None = None
+    outfmt: str = "BIN"
+    loop: int = 1
+    warmup_count: int = 1
+    batchsize: int | None = None  # the batch in the throughput line; fixes a dynamic-batch model's batch
+    device: str = "0"
+    pure_data_type: str = "zero"
+    display_all_summary: bool = False
+    output_batchsize_axis: int = 0
+    threads: int = 0
+    quiet: bool = False
+    argv: list[str] = field(default_factory=list)  # as given, for the summary's "args"
+    npu_only: list[str] = field(default_factory=list)  # ais_bench flags given that do nothing on the CPU
+
+    def validate(self) -> None:
+        if self.loop < 1:
+            raise InputError("--loop", f"{self.loop}: must be at least 1")
+        if self.warmup_count < 0:
+            raise InputError("--warmup_count", f"{self.warmup_count}: must be 0 or more")
+        if self.batchsize is not None and self.batchsize < 1:
+            raise InputError("--batchsize", f"{self.batchsize}: must be at least 1")
+        if self.outfmt not in OUTFMTS:
+            raise InputError("--outfmt", f"'{self.outfmt}' is not one of {', '.join(OUTFMTS)}")
+        if self.output_dirname is not None and (self.output_dirname in ("", ".", "..")
+                                                or os.sep in self.output_dirname):
+            raise InputError("--output_dirname", f"'{self.output_dirname}': must name one sub-folder of --output")
 
 
-_ORT_TYPES = {"tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(float)": np.float32,
-              "tensor(float16)": np.float16, "tensor(int32)": np.int32, "tensor(int64)": np.int64}
+# --- plan --------------------------------------------------------------------------------------------------
+
+@dataclass
+class Plan:
+    files: list[str]  # input paths as ais_bench names them (the folder as given, joined with the file name)
+    per_batch: int  # files per model batch
+    file_bytes: int
+    groups: list[list[str] | None]  # None: one pure-inference batch
 
 
-def input_spec(backend: OnnxRuntimeBackend, model_path, batchsize: int | None) -> InputSpec:
-    if len(backend.inputs) != 1:
-        raise InputError(model_path, f"has {len(backend.inputs)} inputs; the runner feeds single-input models")
-    node = backend.inputs[0]
-    if node.type not in _ORT_TYPES:
-        raise InputError(model_path, f"input type {node.type} is not supported")
-    shape = list(node.shape)
-    if not isinstance(shape[0], int):
-        shape[0] = batchsize or 1  # a dynamic batch: --batchsize fixes it
-    if not all(isinstance(d, int) and d > 0 for d in shape):
-        raise InputError(model_path, f"input shape {node.shape} is dynamic beyond the batch; compile it with "
-                                     "atc_convert.sh first")
-    return InputSpec(node.name, np.dtype(_ORT_TYPES[node.type]), tuple(shape))
-
-
-# --- inputs ----------------------------------------------------------------------------------------------
-
-def list_inputs(spec: str) -> list[Path]:
+def list_inputs(spec: str) -> list[str]:
     """``--input``: folders and/or files, comma-separated; folders expand to their .bin/.npy files, natural order."""
-    files: list[Path] = []
-    for part in (p for p in spec.split(",") if p.strip()):
-        path = Path(part.strip())
+    files: list[str] = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        path = Path(part)
         if path.is_dir():
-            files += sorted((f for f in path.iterdir() if f.suffix in (".bin", ".npy") and f.is_file()),
-                            key=natural_key)
+            names = sorted((e.name for e in os.scandir(path) if Path(e.name).suffix.lower() in INPUT_SUFFIXES
+                            and e.is_file()), key=natural_key)
+            files += [os.path.join(part, n) for n in names]
         elif path.is_file():
-            if path.suffix not in (".bin", ".npy"):
+            if path.suffix.lower() not in INPUT_SUFFIXES:
                 raise InputError(path, "input files must be .bin or .npy")
-            files.append(path)
+            files.append(part)
+        elif path.exists():
+            raise InputError(path, "not a regular file or folder")
         else:
             raise InputError(path, "no such input file or folder")
     if not files:
@@ -110,285 +111,328 @@ def list_inputs(spec: str) -> list[Path]:
     return files
 
 
-def read_input(path: Path, dtype: np.dtype) -> bytes:
-    if path.suffix == ".npy":
-        arr = np.load(path, allow_pickle=False)
-        if arr.dtype != dtype:
-            raise InputError(path, f"dtype {arr.dtype}, but the model input is {dtype}")
+def read_input(path: str, dtype: np.dtype) -> bytes:
+    if Path(path).suffix.lower() == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            raise InputError(path, f"not a readable .npy array ({first_line(err, 100)})") from None
+        if not isinstance(arr, np.ndarray) or arr.dtype != dtype:
+            raise InputError(path, f"dtype {getattr(arr, 'dtype', type(arr).__name__)}, but the model input is {dtype}")
         return np.ascontiguousarray(arr).tobytes()
-    return path.read_bytes()
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise InputError(path, "input file disappeared during the run") from None
 
 
-def file_bytes(files: list[Path], spec: InputSpec) -> int:
-    """The size every input file must have, from the first one; every .bin file is checked up front (a stat
-    each), so a bad one stops the run before it starts. (.npy files are checked as they are read.)"""
+def plan_batches(opts: RunOptions, spec, log: Log) -> Plan:
+    if not opts.input:
+        log(f"pure inference: {opts.loop} loops of {opts.pure_data_type} input, {opts.warmup_count} warm-up")
+        return Plan([], 1, spec.nbytes, [None] * opts.loop)
+    files = list_inputs(opts.input)
     first = len(read_input(files[0], spec.dtype))
     if not first or spec.nbytes % first:
         raise InputError(files[0], f"{first} bytes does not divide the model input's {spec.nbytes} bytes "
                                    f"({spec.dtype} {list(spec.shape)})")
-    if spec.shape[0] % (spec.nbytes // first):
-        raise InputError(files[0], f"{spec.nbytes // first} files per batch do not split the model batch "
-                                   f"{spec.shape[0]}")
-    for f in files:
-        if f.suffix == ".bin" and f.stat().st_size != first:
-            raise InputError(f, f"{f.stat().st_size} bytes, but {files[0].name} has {first}: input files must all "
-                                "be the same size")
-    return first
+    per_batch = spec.nbytes // first
+    if spec.shape[0] % per_batch:
+        raise InputError(files[0], f"{per_batch} files per batch do not split the model batch {spec.shape[0]}")
+    for f in files:  # a stat each: a bad .bin stops the run before it starts (.npy files are checked as read)
+        if Path(f).suffix.lower() == ".bin" and os.stat(f).st_size != first:
+            raise InputError(f, f"{os.stat(f).st_size} bytes, but {Path(files[0]).name} has {first}: input files "
+                                "must all be the same size")
+    groups = [files[i:i + per_batch] for i in range(0, len(files), per_batch)]
+    short = per_batch - len(groups[-1])
+    log(f"{len(files)} input files, {per_batch} per batch -> {len(groups)} batches"
+        + (f" (last one padded with {short} copies)" if short else "")
+        + (f", each run {opts.loop} times" if opts.loop > 1 else ""))
+    return Plan(files, per_batch, first, groups)
 
 
-# --- outputs ---------------------------------------------------------------------------------------------
+# --- read ahead, infer, write ----------------------------------------------------------------------------
 
-def format_txt(arr: np.ndarray) -> str:
-    """ais_bench's TXT: each value printed %f and followed by a space, one line per row."""
-    rows = arr.reshape(-1, arr.shape[-1]) if arr.ndim > 1 else arr.reshape(1, -1)
-    line = "%f " * rows.shape[1]
-    return "".join(line % tuple(r) + "\n" for r in rows.tolist())
-
-
-def write_output(path: Path, arr: np.ndarray, fmt: str) -> None:
-    if fmt == "TXT":
-        path.write_text(format_txt(arr))
-    elif fmt == "NPY":
-        np.save(path, arr)
-    else:
-        path.write_bytes(np.ascontiguousarray(arr).tobytes())
+@dataclass
+class Batch:
+    data: np.ndarray
+    group: list[str] | None
+    real: int  # files that get outputs (the rest is padding)
+    read_ms: float
+    index: int
 
 
-def output_folder(output, dirname) -> Path | None:
-    if output is None:
-        return None
-    name = dirname or time.strftime("%Y_%m_%d-%H_%M_%S")  # ais_bench's default: a timestamped folder
-    return Path(output) / name
+def read_batches(plan: Plan, spec, opts: RunOptions, out_q: queue.Queue, stop: threading.Event,
+                 errors: list) -> None:
+    """The reader thread: every batch of the plan onto ``out_q``, then None."""
+    pure = (np.random.default_rng(0).integers(0, 256, spec.shape).astype(spec.dtype)
+            if opts.pure_data_type == "random" else np.zeros(spec.shape, spec.dtype))
+    try:
+        for index, group in enumerate(plan.groups):
+            if stop.is_set():
+                break
+            t0 = time.perf_counter()
+            if group is None:
+                batch = Batch(pure, None, 0, 0.0, index)
+            else:
+                blobs = [read_input(f, spec.dtype) for f in group]
+                for f, b in zip(group, blobs, strict=False):
+                    if len(b) != plan.file_bytes:
+                        raise InputError(f, f"{len(b)} bytes, but {Path(plan.files[0]).name} has {plan.file_bytes}")
+                real = len(blobs)
+                blobs += [blobs[0]] * (plan.per_batch - real)  # pad a short last batch with its first file
+                data = np.frombuffer(b"".join(blobs), spec.dtype).reshape(spec.shape)
+                batch = Batch(data, group, real, (time.perf_counter() - t0) * 1000, index)
+            while not stop.is_set():
+                try:
+                    out_q.put(batch, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+    except BaseException as err:  # noqa: BLE001 - handed to the main thread
+        errors.append(err)
+    finally:
+        _put_final(out_q, stop)
 
 
-# --- statistics ------------------------------------------------------------------------------------------
+def _put_final(q: queue.Queue, stop: threading.Event) -> None:
+    while True:
+        try:
+            q.put(None, timeout=0.2)
+            return
+        except queue.Full:
+            if stop.is_set():
+                with q.mutex:
+                    q.queue.clear()
+
+
+@dataclass
+class Written:
+    filesinfo: dict = field(default_factory=dict)
+    d2h_ms: list = field(default_factory=list)
+
+
+def write_batches(in_q: queue.Queue, write_dir: Path, out_prefix: str, plan: Plan, opts: RunOptions,
+                  written: Written, errors: list) -> None:
+    """The writer thread: each batch's outputs split per input file along the batch axis, as ais_bench does."""
+    ext = opts.outfmt.lower()
+    try:
+        while (item := in_q.get()) is not None:
+            batch, outputs = item
+            t0 = time.perf_counter()
+            for oi, out in enumerate(outputs):
+                parts = np.array_split(out, plan.per_batch, axis=opts.output_batchsize_axis)
+                texts = None
+                if opts.outfmt == "TXT" and out.ndim == 2 and opts.output_batchsize_axis == 0 \
+                        and out.shape[0] == plan.per_batch:
+                    texts = format_txt(out).splitlines(keepends=True)  # one formatting call for the batch
+                for k in range(batch.real):
+                    name = f"{Path(batch.group[k]).stem if batch.group else 'pure_infer_data'}_{oi}.{ext}"
+                    if texts is not None:
+                        (write_dir / name).write_bytes(texts[k])
+                    else:
+                        write_output(write_dir / name, parts[k], opts.outfmt)
+                    sample = written.filesinfo.setdefault(batch.index * plan.per_batch + k,
+                                                          {"infiles": [batch.group[k]] if batch.group else [],
+                                                           "outfiles": []})
+                    sample["outfiles"].append(os.path.join(out_prefix, name))
+            written.d2h_ms.append((time.perf_counter() - t0) * 1000)
+    except BaseException as err:  # noqa: BLE001 - handed to the main thread
+        errors.append(err)
+        while in_q.get() is not None:  # drain so the main thread never blocks
+            pass
+
+
+# --- statistics --------------------------------------------------------------------------------------------
 
 def stats(ms: list[float]) -> dict:
-    a = np.asarray(ms if ms else [0.0])
+    """ais_bench's statistics block (zeros for an empty list, as it writes them)."""
+    a = np.asarray(ms, dtype=np.float64)
+    if not a.size:
+        return {"min": 0.0, "max": 0.0, "mean": 0.0, "median": 0.0, "percentile(99%)": 0.0, "count": 0}
     return {"min": float(a.min()), "max": float(a.max()), "mean": float(a.mean()), "median": float(np.median(a)),
-            "percentile(99%)": float(np.percentile(a, 99)), "count": len(ms)}
+            "percentile(99%)": float(np.percentile(a, 99)), "count": int(a.size)}
 
 
-def _fmt(name: str, s: dict) -> str:
-    return (f"[INFO] {name} (ms): min = {s['min']:.4f}, max = {s['max']:.4f}, mean = {s['mean']:.4f}, "
-            f"median = {s['median']:.4f}, percentile(99%) = {s['percentile(99%)']:.4f}")
+def _stat_line(name: str, s: dict) -> str:
+    return (f"[INFO] {name} (ms): min = {s['min']}, max = {s['max']}, mean = {s['mean']}, "
+            f"median = {s['median']}, percentile(99%) = {s['percentile(99%)']}")
 
 
-def print_summary(summary: dict, batch: int) -> None:
-    """ais_bench's closing lines."""
+def print_summary(summary: dict, batch: int, display_all: bool = False) -> None:
+    """ais_bench's closing lines (H2D/D2H only with --display_all_summary true, as in ais_bench)."""
     print("[INFO] -----------------Performance Summary------------------")
-    for key in ("H2D_latency", "NPU_compute_time", "D2H_latency"):
-        if key in summary:
-            print(_fmt(key, summary[key]))
+    if display_all and "H2D_latency" in summary:
+        print(_stat_line("H2D_latency", summary["H2D_latency"]))
+    print(_stat_line("NPU_compute_time", summary["NPU_compute_time"]))
+    if display_all and "D2H_latency" in summary:
+        print(_stat_line("D2H_latency", summary["D2H_latency"]))
     print(f"[INFO] throughput 1000*batchsize.mean({batch})/NPU_compute_time.mean("
-          f"{summary['NPU_compute_time']['mean']:.4f}): {summary['throughput']:.4f}")
+          f"{summary['NPU_compute_time']['mean']}): {summary['throughput']}")
     print("[INFO] ------------------------------------------------------", flush=True)
 
 
-# --- the run ---------------------------------------------------------------------------------------------
+# --- the run -------------------------------------------------------------------------------------------------
 
-def run(args, log: Log, show_summary: bool = True) -> dict:
-    backend = OnnxRuntimeBackend().load(args.model, args.threads)
-    spec = input_spec(backend, args.model, args.batchsize)
-    batch = spec.shape[0]
-    if args.batchsize and args.batchsize != batch:
-        log(f"--batchsize {args.batchsize} differs from the model's batch {batch}; using {batch}")
-    log(f"model {args.model}: input {spec.name} {spec.dtype} {list(spec.shape)}, runtime "
-        f"{backend.name()} {backend.version()} on the CPU (--device {args.device} ignored)")
-    out_dir = output_folder(args.output, args.output_dirname)
-    h2d, compute, d2h, files_info = [], [], [], {}
+def run(opts: RunOptions, log: Log, show_summary: bool = True) -> dict:
+    """Plan, read ahead, infer, write, summarise; returns the summary (what ``{dirname}_summary.json`` holds)."""
+    from .backends import OnnxRuntimeBackend, input_spec
+    opts.validate()
+    backend = OnnxRuntimeBackend().load(opts.model, opts.threads)
+    spec = input_spec(backend, opts.model, opts.batchsize)
+    batch = opts.batchsize or spec.shape[0]
+    log(f"model {opts.model}: input {spec.name} {spec.dtype} {list(spec.shape)}, runtime "
+        f"{backend.name()} {backend.version()} on the CPU"
+        + (f"; do nothing on the CPU: {', '.join(opts.npu_only)}" if opts.npu_only else ""))
+    plan = plan_batches(opts, spec, log)
+    out_dir = None
+    if opts.output is not None:
+        dirname = opts.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S")  # ais_bench's default: a timestamp
+        out_dir = os.path.join(opts.output, dirname)
+    summary_path = f"{out_dir}{SUMMARY_SUFFIX}" if out_dir else None
+    inputs = {"--model": opts.model, **{f"--input {p}": p for p in (opts.input or "").split(",") if p.strip()}}
+    outputs = OutputSet({"--output/--output_dirname": out_dir, "summary": summary_path}, inputs)
+    write_outputs = out_dir is not None and (plan.files or opts.output is not None)
 
-    if args.input:
-        files = list_inputs(args.input)
-        each = file_bytes(files, spec)
-        per_batch = spec.nbytes // each
-        groups = [files[i:i + per_batch] for i in range(0, len(files), per_batch)]
-        log(f"{len(files)} input files, {per_batch} per batch -> {len(groups)} batches"
-            + (f" (last one padded with {per_batch - len(groups[-1])} copies)" if len(groups[-1]) < per_batch else ""))
-    else:
-        files, per_batch = [], 1
-        groups = [None] * args.loop
-        log(f"pure inference: {args.loop} loops of {args.pure_data_type} input, {args.warmup_count} warm-up")
-
-    # pure inference feeds one batch, made once, as ais_bench does
-    pure_data = (np.random.default_rng(0).integers(0, 256, spec.shape).astype(spec.dtype)
-                 if args.pure_data_type == "random" else np.zeros(spec.shape, spec.dtype))
-
-    def make_batch(group):
-        t0 = time.perf_counter()
-        if group is None:
-            data, real = pure_data, 0
-        else:
-            blobs = [read_input(f, spec.dtype) for f in group]
-            for f, b in zip(group, blobs):
-                if len(b) != each:
-                    raise InputError(f, f"{len(b)} bytes, but {files[0].name} has {each}")
-            real = len(blobs)
-            blobs += [blobs[0]] * (per_batch - real)  # pad a short last batch with its first file
-            data = np.frombuffer(b"".join(blobs), spec.dtype).reshape(spec.shape)
-        return data, group, real, (time.perf_counter() - t0) * 1000
-
-    for _ in range(args.warmup_count):  # not counted
-        backend.predict({spec.name: pure_data})
+    for _ in range(opts.warmup_count):  # not counted
+        backend.predict({spec.name: np.zeros(spec.shape, spec.dtype)})
 
     read_q: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
     write_q: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES * 2)
-    errors: list[BaseException] = []
-
-    def reader():
-        try:
-            for group in groups:
-                if errors:
-                    break
-                read_q.put(make_batch(group))
-        except BaseException as err:  # noqa: BLE001 - handed to the main thread
-            errors.append(err)
-        read_q.put(None)
-
-    def writer():
-        try:
-            while (item := write_q.get()) is not None:
-                outputs, group, real, index = item
-                t0 = time.perf_counter()
-                rows = batch // per_batch
-                outfiles = []
-                for k, f in enumerate(group[:real]):
-                    for oi, out in enumerate(outputs):
-                        name = f"{f.stem}_{oi}.{args.outfmt.lower()}"
-                        write_output(write_dir / name, out[k * rows:(k + 1) * rows], args.outfmt)
-                        outfiles.append(str(out_dir / name))
-                files_info[str(index)] = {"infile": [str(f) for f in group[:real]], "outfile": outfiles}
-                d2h.append((time.perf_counter() - t0) * 1000)
-        except BaseException as err:  # noqa: BLE001
-            errors.append(err)
-            while write_q.get() is not None:  # drain so the main thread never blocks
-                pass
-
-    # Outputs go to a temporary folder that replaces {output}/{output_dirname} whole at the end: a failed run
-    # leaves the previous outputs (or none), never a half-written set, and no stale file survives a re-run.
-    with contextlib.ExitStack() as stack:
-        write_dir = stack.enter_context(atomic_dir(out_dir)) if out_dir is not None else None
-        threads = [threading.Thread(target=reader, daemon=True)]
-        write_outputs = out_dir is not None and args.input
+    stop, errors, written = threading.Event(), [], Written()
+    compute, h2d = [], []
+    with outputs:
+        write_dir = outputs.folder(out_dir, OUTPUT_OWNED) if out_dir else None
+        threads = [threading.Thread(target=read_batches, args=(plan, spec, opts, read_q, stop, errors), daemon=True)]
         if write_outputs:
-            threads.append(threading.Thread(target=writer, daemon=True))
+            threads.append(threading.Thread(target=write_batches, daemon=True,
+                                            args=(write_q, write_dir, out_dir, plan, opts, written, errors)))
         for t in threads:
             t.start()
-        bar = log.bar(total=len(files) if args.input else len(groups), desc="infer", unit="img" if args.input else "loop")
+        bar = log.bar(total=len(plan.files) if plan.files else len(plan.groups), desc="infer",
+                      unit="img" if plan.files else "loop")
         start = time.perf_counter()
-        index = 0
-        while (item := read_q.get()) is not None:
-            data, group, real, h2d_ms = item
-            t0 = time.perf_counter()
-            outputs = backend.predict({spec.name: data})
-            compute.append((time.perf_counter() - t0) * 1000)
-            h2d.append(h2d_ms)
+        try:
+            while (item := read_q.get()) is not None:
+                loops = opts.loop if item.group is not None else 1  # --loop with --input runs every batch N times
+                for _ in range(loops):
+                    t0 = time.perf_counter()
+                    result = backend.predict({spec.name: item.data})
+                    compute.append((time.perf_counter() - t0) * 1000)
+                h2d.append(item.read_ms)
+                if write_outputs and (item.group is not None or item.index == 0):
+                    if item.group is None:  # pure inference writes pure_infer_data_0.{fmt} once
+                        item.real = 1
+                    write_q.put((item, result))
+                bar.update(item.real if plan.files else 1)
+        finally:
+            stop.set()
             if write_outputs:
-                write_q.put((outputs, group, real, index))
-            bar.update(real if args.input else 1)
-            index += 1
-        if write_outputs:
-            write_q.put(None)
-        for t in threads:
-            t.join()
+                write_q.put(None)
+            for t in threads:  # the reader and writer are stopped and joined before any temporary is removed
+                t.join()
+            bar.close()
         wall = time.perf_counter() - start
-        bar.close()
         if errors:
             raise errors[0]
+        summary = summarise(opts, plan, batch, compute, h2d, written, wall, backend)
+        if summary_path:
+            import json
+            Path(outputs.file(summary_path)).write_text(json.dumps(summary))
+    if show_summary:
+        print_summary(summary, batch, opts.display_all_summary)
+    n_out = sum(len(v["outfiles"]) for v in written.filesinfo.values())
+    log(f"end to end: {summary['e2e']['images_per_s']:.1f} images/s over {wall:.1f} s "
+        + (f"({len(plan.files)} files read, {n_out} outputs written" + (f" to {out_dir})" if write_outputs else ")")
+           if plan.files else "(pure inference)"))
+    if summary_path:
+        log(f"summary: {summary_path}")
+    return summary
 
-    throughput = 1000 * batch / np.mean(compute) if compute else 0.0
-    summary = {
-        "NPU_compute_time": stats(compute), "H2D_latency": stats(h2d), "D2H_latency": stats(d2h),
-        "throughput": float(throughput), "batchsize": batch,
-        "e2e": {"files": len(files), "batches": len(compute), "wall_s": wall,
-                "images_per_s": (len(files) if args.input else len(compute) * batch) / wall if wall else 0.0},
+
+def summarise(opts: RunOptions, plan: Plan, batch: int, compute, h2d, written: Written, wall: float, backend) -> dict:
+    """ais_bench's summary (its keys in its order), then the CPU runner's additions."""
+    st = stats(compute)
+    images = len(plan.files) * opts.loop if plan.files else len(compute) * batch
+    return {
+        "filesinfo": {str(k): v for k, v in sorted(written.filesinfo.items())},
+        "args": opts.argv,
+        "NPU_compute_time": st, "H2D_latency": stats(h2d), "D2H_latency": stats(written.d2h_ms),
+        "throughput": 1000 * batch / st["mean"] if st["mean"] else 0,
+        "npu_compute_time_list": list(compute),
+        "pid": os.getpid(),
+        "batchsize": batch,
+        "e2e": {"files": len(plan.files), "batches": len(compute), "wall_s": wall,
+                "images_per_s": images / wall if wall else 0.0},
         "device": f"CPU ({backend.name()} {backend.version()}, CPUExecutionProvider): the NPU_* and H2D/D2H "
                   "figures are CPU times (H2D = reading and batching the input files, D2H = writing outputs)",
-        "args": {k: v for k, v in vars(args).items() if k != "quiet"},
-        "filesinfo": files_info,
     }
-    if show_summary:
-        print_summary(summary, batch)
-    log(f"end to end: {summary['e2e']['images_per_s']:.1f} images/s over {wall:.1f} s "
-        + (f"({len(files)} files read, {sum(len(v['outfile']) for v in files_info.values())} outputs written"
-           + (f" to {out_dir})" if write_outputs else ")") if args.input else "(pure inference)"))
-    if out_dir is not None:
-        path = out_dir.parent / f"{out_dir.name}_summary.json"
-        with atomic_file(path, "w") as f:
-            json.dump(summary, f, indent=2)
-        log(f"summary: {path}")
-    return summary
 
 
 # --- command line ----------------------------------------------------------------------------------------
 
+def str2bool(text: str) -> bool:
+    value = str(text).strip().lower()
+    if value in ("true", "1", "yes", "y", "t"):
+        return True
+    if value in ("false", "0", "no", "n", "f"):
+        return False
+    raise argparse.ArgumentTypeError(f"'{text}' is not true or false")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="infer.sh", description="Stage 6: batch inference with ais_bench's arguments. An .om model runs "
-        "python3 -m ais_bench; an .onnx model runs on ONNX Runtime on the CPU with the same file layout.")
+        "python3 -m ais_bench with the arguments as given; an .onnx model runs on ONNX Runtime on the CPU with the "
+        "same file layout.")
     p.add_argument("--model", "-m", required=True, help=".om (ais_bench) or .onnx (CPU runner)")
     p.add_argument("--input", "-i", default=None, help="folders or comma-separated .bin/.npy files; "
                                                        "none: pure inference")
     p.add_argument("--output", "-o", default=None, help="output root; none: outputs are not written")
     p.add_argument("--output_dirname", default=None, help="sub-folder of --output (default: a timestamp)")
     p.add_argument("--outfmt", default="BIN", type=str.upper, choices=OUTFMTS, help="(default: BIN)")
-    p.add_argument("--loop", "-l", type=int, default=1, help="pure-inference loops (default: 1)")
+    p.add_argument("--loop", "-l", type=int, default=1, help="runs of every batch, or pure-inference loops (default: 1)")
     p.add_argument("--warmup_count", type=int, default=1, help="warm-up runs, not counted (default: 1)")
-    p.add_argument("--batchsize", type=int, default=None, help="batch of a dynamic-batch model; checked otherwise")
-    p.add_argument("--device", "-d", type=int, default=0, help="NPU id (ignored on the CPU) (default: 0)")
+    p.add_argument("--batchsize", type=int, default=None,
+                   help="the batch in the throughput line (as ais_bench); also fixes a dynamic-batch .onnx's batch")
+    p.add_argument("--device", "-d", default="0", help="NPU id(s), e.g. 0 or 0,1 (CPU: ignored) (default: 0)")
     p.add_argument("--pure_data_type", choices=("zero", "random"), default="zero",
                    help="pure-inference input (default: zero)")
+    p.add_argument("--display_all_summary", type=str2bool, default=False,
+                   help="also print the H2D and D2H latency lines (default: false)")
+    p.add_argument("--output_batchsize_axis", type=int, default=0,
+                   help="the outputs' batch axis, for splitting them per input file (default: 0)")
+    for flag in NPU_ONLY_FLAGS:
+        p.add_argument(flag, default=None, help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=0, help="CPU only: ONNX Runtime intra-op threads (0: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or log lines (the summary still prints)")
     return p
 
 
-def ais_bench_args(argv: list[str]) -> list[str]:
-    """The command line as given, less the CPU runner's own flags (--quiet, --threads N)."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == "--threads":
-            skip = True
-        elif a != "--quiet" and not a.startswith("--threads="):
-            out.append(a)
-    return out
-
-
-def run_ais_bench(model, ais_args: list[str], log: Log) -> int:
-    """``python3 -m ais_bench ...`` with an interpreter that can import it: this one, else python3 on PATH."""
-    for py in (sys.executable, "python3"):
-        try:
-            found = subprocess.run([py, "-c", "import ais_bench"], capture_output=True, timeout=60).returncode == 0
-        except (OSError, subprocess.SubprocessError):
-            found = False
-        if found:
-            cmd = [py, "-m", "ais_bench", *ais_args]
-            log("backend: ascend (ais_bench), running: " + " ".join(cmd))
-            return subprocess.call(cmd)
-    raise ToolError(f"{model}: an .om model runs on ais_bench, which is not installed (pip install the ais_bench "
-                    "wheel from the Ascend tools repository); an .onnx model runs on the CPU")
+def options(argv: list[str]) -> RunOptions:
+    args = parser().parse_args(argv)
+    given = [flag for flag in NPU_ONLY_FLAGS if getattr(args, flag[2:]) is not None]
+    if args.device != "0":
+        given.append(f"--device {args.device}")
+    kept = {k: v for k, v in vars(args).items() if f"--{k}" not in NPU_ONLY_FLAGS}
+    return RunOptions(**kept, argv=[sys.argv[0], *argv], npu_only=given)
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser().parse_args(argv)
-    log = Log(args.quiet, "infer")
-    model = Path(args.model)
+    opts = options(argv)
+    log = Log(opts.quiet, "infer")
+    model = Path(opts.model)
     if not model.is_file():
         raise InputError(model, "no such model file")
     if model.suffix == ".om":
-        return run_ais_bench(model, ais_bench_args(argv), log)
+        return ascend.run_ais_bench(model, ascend.ais_bench_args(argv), log)
     if model.suffix != ".onnx":
         raise InputError(model, "expected an .om (ais_bench) or .onnx (CPU) model")
-    if args.loop < 1 or args.warmup_count < 0:
-        raise InputError("--loop", "--loop must be >= 1 and --warmup_count >= 0")
     log("backend: cpu (ONNX Runtime runner; the model is .onnx)")
-    run(args, log)
+    run(opts, log)
     return 0
 
 
 if __name__ == "__main__":
-    from .errors import run_main
     run_main(main)

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import cifar
 from .config import DEMO_DATA_DIR, IMAGE_HW
-from .errors import atomic_dir, run_main
+from .errors import OutputSet, run_main
 from .progress import Log
 
 PATTERNS = ("hstripes", "vstripes", "dstripes", "astripes", "checker", "finechecker", "hatch", "dots", "speckle",
@@ -83,7 +83,8 @@ def write_demo_dataset(out_dir, train_per_class: int = 30, test_per_class: int =
     log = log or Log(stage="sample")
     out = Path(out_dir)
     rng = np.random.default_rng(seed)
-    with atomic_dir(out) as tmp:  # train, test and meta appear together or not at all
+    with OutputSet({"--out": out}, {}) as outputs:  # train, test and meta appear together or not at all
+        tmp = outputs.folder(out, r"train|test|meta")
         for split, per_class in (("train", train_per_class), ("test", test_per_class)):
             labels = rng.permutation(np.repeat(np.arange(NUM_CLASSES), per_class))
             cifar.write_split(tmp / split, make_images(labels, rng), labels,

@@ -1,44 +1,23 @@
 """Stage 7: top-k accuracy from the runner's output files (never its memory) into result.json.
 
-``result.json`` keeps the ModelZoo schema exactly ({"title", "value": [{"key", "value"}...]} with string values
-rounded to 2 decimals) and adds machine-readable numbers beside it.
+``result.json`` keeps the ModelZoo schema exactly ({"title", "value": [{"key", "value"}...]}, each value string
+what the ModelZoo script writes: ``str(round(acc * 100, 2)) + "%"``) and adds machine-readable numbers beside it.
+Ties between classes rank the lower class index first (a stable sort), so a result does not depend on the
+numpy version, as the original's ``argsort`` order does.
 """
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, atomic_file
-from .naming import natural_key
+from .errors import InputError, OutputSet
+from .files import OUTPUT_NAME_RE, natural_key, read_labels, read_output_vector
 from .progress import Log
 
-OUTPUT_NAME_RE = re.compile(r"^(?P<stem>.+)_(?P<index>\d+)\.(?P<ext>txt|npy|bin)$")
 TITLE = "Overall statistical evaluation"
-
-
-def read_labels(path) -> dict[str, int]:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such label file")
-    labels: dict[str, int] = {}
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-            raise InputError(path, f"line {n}: expected 'img{{i}} {{label}}', found {line.strip()[:60]!r}")
-        if parts[0] in labels:
-            raise InputError(path, f"line {n}: {parts[0]} is labelled twice")
-        if int(parts[1]) < 0:
-            raise InputError(path, f"line {n}: negative label {parts[1]}")
-        labels[parts[0]] = int(parts[1])
-    if not labels:
-        raise InputError(path, "no labels")
-    return labels
 
 
 def find_outputs(result_dir) -> dict[str, Path]:
@@ -49,26 +28,13 @@ def find_outputs(result_dir) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for path in result_dir.iterdir():
         m = OUTPUT_NAME_RE.match(path.name)
-        if not m or m.group("index") != "0" or not path.is_file():
+        if not m or int(m.group("index")) != 0 or not path.is_file():
             continue
         stem = m.group("stem")
         if stem in found:
             raise InputError(path, f"a second output for {stem} (also {found[stem].name})")
         found[stem] = path
     return found
-
-
-def read_vector(path: Path) -> np.ndarray:
-    try:
-        if path.suffix == ".txt":
-            vec = np.array(path.read_text().split(), dtype=np.float64)
-        elif path.suffix == ".npy":
-            vec = np.load(path, allow_pickle=False).astype(np.float64).ravel()
-        else:
-            vec = np.fromfile(path, dtype="<f4").astype(np.float64)
-    except (ValueError, OSError) as err:
-        raise InputError(path, f"unreadable output ({str(err).splitlines()[0][:100]})") from None
-    return vec
 
 
 def score(result_dir, label_path, topk: int = 5, allow_missing: bool = False, log: Log | None = None) -> dict:
@@ -88,9 +54,9 @@ def score(result_dir, label_path, topk: int = 5, allow_missing: bool = False, lo
     if not outputs:
         raise InputError(result_dir, "no output files (name_0.txt|npy|bin)")
     stems = sorted(outputs, key=natural_key)
-    vectors = [read_vector(outputs[s]) for s in log.bar(stems, desc="read outputs")]
+    vectors = [read_output_vector(outputs[s]) for s in log.bar(stems, desc="read outputs")]
     num_classes = len(vectors[0])
-    for s, v in zip(stems, vectors):
+    for s, v in zip(stems, vectors, strict=False):
         if len(v) != num_classes:
             raise InputError(outputs[s], f"{len(v)} values, but {outputs[stems[0]].name} has {num_classes}")
         if not np.isfinite(v).all():
@@ -116,11 +82,16 @@ def score(result_dir, label_path, topk: int = 5, allow_missing: bool = False, lo
             "most_confused": pairs, "missing": len(missing)}
 
 
+def modelzoo_percent(percent: float) -> str:
+    """The ModelZoo's ``str(round(acc * 100, 2)) + "%"``: "57.0%", "12.5%", "78.55%" (never "57.00%")."""
+    return str(round(percent, 2)) + "%"
+
+
 def result_json(r: dict) -> dict:
     """The ModelZoo schema, then the numbers a program can read."""
     value = [{"key": "Number of images", "value": str(r["num_images"])},
              {"key": "Number of classes", "value": str(r["num_classes"])}]
-    value += [{"key": f"Top{i} accuracy", "value": f"{acc:.2f}%"} for i, acc in r["topk"].items()]
+    value += [{"key": f"Top{i} accuracy", "value": modelzoo_percent(acc)} for i, acc in r["topk"].items()]
     return {"title": TITLE, "value": value,
             "metrics": {"num_images": r["num_images"], "num_classes": r["num_classes"],
                         **{f"top{i}": acc for i, acc in r["topk"].items()},
@@ -131,10 +102,10 @@ def result_json(r: dict) -> dict:
 def postprocess(result_dir, label_path, out_dir, json_name, topk=5, allow_missing=False, log: Log | None = None):
     log = log or Log(stage="postprocess")
     start = time.perf_counter()
-    r = score(result_dir, label_path, topk, allow_missing, log)
     out = Path(out_dir) / json_name
-    with atomic_file(out, "w") as f:
-        json.dump(result_json(r), f, indent=2)
+    with OutputSet({"result file": out}, {"result folder": result_dir, "label file": label_path}) as outputs:
+        r = score(result_dir, label_path, topk, allow_missing, log)
+        outputs.file(out).write_text(json.dumps(result_json(r), indent=2))
     if not log.quiet:
         print(f"{'images':>8} {'classes':>8} " + " ".join(f"{'top-' + str(i):>7}" for i in r["topk"]))
         print(f"{r['num_images']:>8} {r['num_classes']:>8} " + " ".join(f"{a:>6.2f}%" for a in r["topk"].values()))

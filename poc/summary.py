@@ -5,7 +5,19 @@ import argparse
 import json
 from pathlib import Path
 
-from .config import COMPILED_FP32, COMPILED_INT8, QUANT_SAVE_PATH, REPORT_SUFFIX
+from .config import (
+    COMPILED_FP32,
+    COMPILED_INT8,
+    DST_FP32,
+    DST_INT8,
+    PUBLISHED_310P3,
+    QUANT_SAVE_PATH,
+    REPORT_SUFFIX,
+    RESULT_FP32_JSON,
+    RESULT_JSON,
+    SUMMARY_SUFFIX,
+    compiled_model,
+)
 from .errors import run_main
 
 
@@ -16,10 +28,10 @@ def _load(path) -> dict | None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Print the pipeline summary from its output files.")
-    p.add_argument("--result", default="result.json")
-    p.add_argument("--result_fp32", default="result_fp32.json")
-    p.add_argument("--infer_summary", default="dst_summary.json")
-    p.add_argument("--infer_summary_fp32", default="dst_fp32_summary.json")
+    p.add_argument("--result", default=RESULT_JSON)
+    p.add_argument("--result_fp32", default=RESULT_FP32_JSON)
+    p.add_argument("--infer_summary", default=f"{DST_INT8}{SUMMARY_SUFFIX}")
+    p.add_argument("--infer_summary_fp32", default=f"{DST_FP32}{SUMMARY_SUFFIX}")
     p.add_argument("--quant_report", default=f"{QUANT_SAVE_PATH}{REPORT_SUFFIX}")
     p.add_argument("--data", default="", help="data set used (for the record)")
     p.add_argument("--checkpoint", default="", help="checkpoint used (for the record)")
@@ -40,8 +52,9 @@ def main(argv=None) -> int:
               f"{(summ or {}).get('e2e', {}).get('images_per_s', float('nan')):>10.1f}")
     if int8 and fp32:
         drop = fp32["metrics"]["top1"] - int8["metrics"]["top1"]
+        pub = PUBLISHED_310P3
         print(f"INT8 top-1 drop: {drop:+.2f} points on {int8['metrics']['num_images']} images "
-              f"(published 310P3: 79.91 % FP16 -> 78.55 % INT8)")
+              f"(published 310P3: {pub['fp16']['top1']} % FP16 -> {pub['int8']['top1']} % INT8)")
     if s8 and s32 and s32.get("throughput"):
         print(f"INT8 speed-up on the CPU: {s8['throughput'] / s32['throughput']:.2f}x (compute throughput of the "
               "whole inference run; `bash benchmark.sh` measures it properly)")
@@ -50,15 +63,12 @@ def main(argv=None) -> int:
         print(f"fidelity ({f['images']} held-out images): top-1 agreement {f['top1_agreement']:.2f} %, "
               f"mean cosine {f['mean_cosine']:.5f}")
     print("files:")
-    for what, path in (("INT8 model", f"{COMPILED_INT8}.onnx"), ("FP32 model", f"{COMPILED_FP32}.onnx"),
-                       ("INT8 outputs", "dst/"), ("FP32 outputs", "dst_fp32/"), ("INT8 accuracy", args.result),
-                       ("FP32 accuracy", args.result_fp32), ("quantization report", args.quant_report),
-                       ("inference summary", args.infer_summary)):
-        om = path.replace(".onnx", ".om")
-        newer_om = Path(om).exists() and (not Path(path).exists() or Path(om).stat().st_mtime >= Path(path).stat().st_mtime)
-        shown = om if newer_om else path
-        if Path(shown).exists():
-            print(f"  {what:<20} {shown}")
+    for what, path in (("INT8 model", compiled_model(COMPILED_INT8)), ("FP32 model", compiled_model(COMPILED_FP32)),
+                       ("INT8 outputs", f"{DST_INT8}/"), ("FP32 outputs", f"{DST_FP32}/"),
+                       ("INT8 accuracy", args.result), ("FP32 accuracy", args.result_fp32),
+                       ("quantization report", args.quant_report), ("inference summary", args.infer_summary)):
+        if Path(path).exists():
+            print(f"  {what:<20} {path}")
     return 0
 
 

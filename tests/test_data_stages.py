@@ -5,12 +5,12 @@ import re
 
 import numpy as np
 import pytest
+from conftest import ROOT, CodeRunningPayload, dump_pickle, run_script, write_cifar100
 from PIL import Image
 
-from conftest import CodeRunningPayload, ROOT, dump_pickle, run_script, write_cifar100
 from poc import cifar, config
-from poc.calib_data import normalise, spread_sample
 from poc.errors import InputError
+from poc.files import normalise, spread_sample
 
 
 def _pickle_rows(path):
@@ -99,7 +99,7 @@ def test_cifar10_input(tmp_path):
     dump_pickle(folder / "batches.meta", {b"label_names": [f"c{i}".encode() for i in range(10)]})
     split = cifar.load_split(folder / "test_batch")
     assert split.num_classes == 10 and len(split) == 30
-    assert cifar.load_class_names(cifar.meta_path_for(folder / "test_batch"))[3] == "c3"
+    assert cifar.load_class_names(folder / "batches.meta")[3] == "c3"
     run_script(["preprocess_cifar100.py", "--src_path", str(folder / "test_batch"), "--no_pic", "--quiet"],
                cwd=tmp_path)
     assert (tmp_path / "bin_data" / "img29.bin").read_bytes() == data[29].reshape(3, 32, 32).transpose(1, 2, 0).tobytes()
@@ -205,7 +205,7 @@ def test_calibration_too_few_images(cifar100, tmp_path):
 def test_normalise_constants_live_in_config():
     x = np.full((1, 3, 1, 1), 255, np.uint8)
     out = normalise(x).ravel()
-    want = [(255 - m) / s for m, s in zip(config.MEAN_RGB_255, config.STD_RGB_255)]
+    want = [(255 - m) / s for m, s in zip(config.MEAN_RGB_255, config.STD_RGB_255, strict=False)]
     assert np.allclose(out, want, atol=1e-5)
 
 

@@ -7,10 +7,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-
 from conftest import ROOT, run_script, tiny_model, write_bins
-from poc.calib_data import normalise
+
 from poc.checkpoint import build_model
+from poc.files import normalise
 
 TXT_LINE = re.compile(r"^(-?\d+\.\d{6} ){100}\n$")
 

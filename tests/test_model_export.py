@@ -6,8 +6,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from conftest import ROOT, CodeRunningPayload, run_script
 
-from conftest import CodeRunningPayload, ROOT, run_script
 from poc import cifar
 from poc.checkpoint import build_model
 from poc.errors import InputError
@@ -199,7 +199,7 @@ def test_demo_checkpoint_classifies_demo_data(demo_data, tmp_path):
     model, meta = build_model(tmp_path / "demo.pth", log=lambda *_: None)  # loads weights-only
     assert meta["source"] == "poc.demo_model" and len(meta["CLASSES"]) == 100
     test = cifar.load_split(demo_data / "test")
-    from poc.calib_data import normalise
+    from poc.files import normalise
     with torch.no_grad():
         probs = model(torch.from_numpy(normalise(test.chw()))).numpy()
     assert abs((probs.argmax(1) == test.labels).mean() * 100 - acc) < 1e-6

@@ -7,14 +7,14 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
 from conftest import ROOT, env_with_path, fake_tool, run_script, tool_calls
+
 from poc import config
 from poc.aipp import parse_aipp
-from poc.calib_data import normalise
+from poc.calibrate import ifmr_range
 from poc.errors import InputError
+from poc.files import normalise
 from poc.quant_cfg import QuantConfig, parse_quant_cfg
-from poc.quantize import ifmr_range
 
 CPU = {"POC_BACKEND": "cpu"}
 
@@ -483,7 +483,7 @@ def test_other_calibration_methods(demo_workdir, tmp_path, method):
 
 
 def test_eval_images_natural_order_labels_and_bad_size(tmp_path):
-    from poc.quantize import load_eval_images
+    from poc.files import read_image_bins as load_eval_images
     images = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
     for i, img in enumerate(images):
         (tmp_path / f"img{i}.bin").write_bytes(img.tobytes())

@@ -1,0 +1,98 @@
+"""Stage 4, part 3: how far the INT8 model is from FP32 on held-out images, and which layer group costs the
+most (the sensitivity table: one group quantized at a time, the rest in float)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .backends import OnnxRuntimeBackend
+from .config import BATCH_SIZE
+from .files import normalise
+from .progress import Log
+
+GROUPS = ("stem", "layer1", "layer2", "layer3", "layer4", "head")
+
+
+@dataclass
+class EvalSet:
+    """Held-out images as the float model takes them, their labels (if known) and the FP32 outputs."""
+
+    x: np.ndarray
+    labels: np.ndarray | None
+    fp32: np.ndarray
+
+
+@dataclass
+class Fidelity:
+    images: int
+    top1_agreement: float
+    mean_cosine: float
+    max_abs_diff: float
+    fp32_top1: float | None = None
+    int8_top1: float | None = None
+    top1_drop: float | None = None
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def line(self) -> str:
+        text = (f"fidelity FP32 vs INT8 on {self.images} held-out images: top-1 agreement "
+                f"{self.top1_agreement:.2f} %, mean cosine {self.mean_cosine:.5f}")
+        if self.fp32_top1 is not None:
+            text += (f"; top-1 FP32 {self.fp32_top1:.2f} %, INT8 {self.int8_top1:.2f} % "
+                     f"(drop {self.top1_drop:+.2f} points)")
+        return text
+
+
+def predict(model_path, x: np.ndarray, batch: int = BATCH_SIZE) -> np.ndarray:
+    backend = OnnxRuntimeBackend().load(model_path)
+    name = backend.inputs[0].name
+    return np.concatenate([backend.predict({name: x[i:i + batch]})[0] for i in range(0, len(x), batch)])
+
+
+def eval_set(fp32_model, images_hwc: np.ndarray, labels, mean, std) -> EvalSet:
+    x = normalise(images_hwc.transpose(0, 3, 1, 2), mean, std)
+    return EvalSet(x, labels, predict(fp32_model, x))
+
+
+def compare(ref: np.ndarray, got: np.ndarray, labels) -> Fidelity:
+    cos = (ref * got).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1) + 1e-12)
+    f = Fidelity(images=int(len(ref)), top1_agreement=float((ref.argmax(1) == got.argmax(1)).mean() * 100),
+                 mean_cosine=float(cos.mean()), max_abs_diff=float(np.abs(ref - got).max()))
+    if labels is not None:
+        f.fp32_top1 = float((ref.argmax(1) == labels).mean() * 100)
+        f.int8_top1 = float((got.argmax(1) == labels).mean() * 100)
+        f.top1_drop = f.fp32_top1 - f.int8_top1
+    return f
+
+
+def layer_group(node_name: str) -> str:
+    """stem / layer1..layer4 / head from the exporter's node names: ``/backbone/layer2/...`` is layer2, the rest of
+    ``/backbone/`` is the stem, and everything after the backbone (neck pooling, flatten, fc, softmax) the head."""
+    parts = node_name.split("/")
+    for part in parts:
+        if part.startswith("layer") and part[5:].isdigit():
+            return part
+    return "stem" if "backbone" in parts else "head"
+
+
+def sensitivity(model: onnx.ModelProto, quantize_only: Callable[[list[str], Path], Path], ev: EvalSet,
+                work: Path, log: Log) -> list[dict]:
+    """Quantize one layer group at a time with ``quantize_only(nodes, out_path)`` and compare each with FP32."""
+    groups: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        groups.setdefault(layer_group(node.name), []).append(node.name)
+    rows = []
+    for group, nodes in log.bar([(g, groups[g]) for g in GROUPS if g in groups], desc="sensitivity", unit="group"):
+        model_path = quantize_only(nodes, work / f"{group}.onnx")
+        rows.append({"group": group, "nodes": len(nodes), **compare(ev.fp32, predict(model_path, ev.x), ev.labels).as_dict()})
+    log("sensitivity (one group quantized at a time):")
+    log(f"  {'group':<7} {'nodes':>5} {'top-1 agree':>11} {'cosine':>8}" + ("  int8 top-1" if ev.labels is not None else ""))
+    for r in rows:
+        log(f"  {r['group']:<7} {r['nodes']:>5} {r['top1_agreement']:>10.2f}% {r['mean_cosine']:>8.5f}"
+            + (f"  {r['int8_top1']:>9.2f}%" if ev.labels is not None else ""))
+    return rows

@@ -1,0 +1,130 @@
+"""The files the stages hand each other: normalisation of images, ais_bench's natural file order, the label
+file, the preprocessed image bins and ais_bench's output formats (TXT / NPY / BIN)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .config import IMAGE_BYTES, IMAGE_CHANNELS, IMAGE_HW, MEAN_RGB_255, STD_RGB_255
+from .errors import InputError, first_line
+
+OUTFMTS = ("TXT", "NPY", "BIN")
+# ais_bench's output names: {input stem}_{output index}.{txt|npy|bin}
+OUTPUT_NAME_RE = re.compile(r"^(?P<stem>.+)_(?P<index>[0-9]+)\.(?P<ext>txt|npy|bin)$")
+OUTPUT_OWNED = r".+_[0-9]+\.(txt|npy|bin)"  # the runner's own files in an output folder
+_DIGITS = re.compile(r"([0-9]+)")  # ASCII digits only: str.isdigit() also takes '²', which int() refuses
+
+
+# --- images ----------------------------------------------------------------------------------------------
+
+def normalise(chw_uint8: np.ndarray, mean=MEAN_RGB_255, std=STD_RGB_255) -> np.ndarray:
+    """uint8 [n,3,H,W] RGB -> float32 ``(x/255 - mean) / std``, the model's input (mean/std on 0..255)."""
+    m = np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
+    s = np.asarray(std, np.float32).reshape(1, 3, 1, 1)
+    return ((chw_uint8.astype(np.float32) - m) / s).astype(np.float32)
+
+
+def spread_sample(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """``count`` distinct indices, deterministic for ``seed``, taken round-robin over the classes.
+
+    Each round takes one not-yet-used image from every class (classes in a seeded order), so any prefix of
+    the result covers the classes as evenly as the data allows.
+    """
+    rng = np.random.default_rng(seed)
+    classes = rng.permutation(np.unique(labels))
+    per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
+    rounds = max(len(p) for p in per_class)
+    order = [p[r] for r in range(rounds) for p in per_class if r < len(p)]
+    return np.asarray(order[:count], dtype=np.int64)
+
+
+# --- order and labels ------------------------------------------------------------------------------------
+
+def natural_key(path) -> tuple:
+    """Sort key for a path or a name, as ais_bench orders its inputs: img2 before img10, case ignored."""
+    name = getattr(path, "name", str(path))
+    parts = [int(t) if t.isascii() and t.isdigit() else t.lower() for t in _DIGITS.split(name)]
+    return (parts, name)
+
+
+def read_labels(path) -> dict[str, int]:
+    """``img_label.txt``: one ``name label`` pair a line, labels non-negative decimal integers."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such label file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(path, "not a UTF-8 text file (a label file holds 'img{i} {label}' lines)") from None
+    labels: dict[str, int] = {}
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not re.fullmatch(r"[0-9]+", parts[1]):
+            raise InputError(path, f"line {n}: expected 'img{{i}} {{label}}' with a label >= 0, "
+                                   f"found {line.strip()[:60]!r}")
+        if parts[0] in labels:
+            raise InputError(path, f"line {n}: {parts[0]} is labelled twice")
+        labels[parts[0]] = int(parts[1])
+    if not labels:
+        raise InputError(path, "no labels")
+    return labels
+
+
+def read_image_bins(bins_dir, labels_path, limit: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Up to ``limit`` preprocessed images (uint8 HWC bins, natural order) and their labels when the label file
+    exists and labels them all."""
+    files = sorted((p for p in Path(bins_dir).glob("*.bin") if p.is_file()), key=natural_key)[:limit]
+    images = np.zeros((len(files), IMAGE_HW, IMAGE_HW, IMAGE_CHANNELS), np.uint8)
+    for i, path in enumerate(files):
+        raw = path.read_bytes()
+        if len(raw) != IMAGE_BYTES:
+            raise InputError(path, f"{len(raw)} bytes, expected {IMAGE_BYTES} (one uint8 HWC image)")
+        images[i] = np.frombuffer(raw, np.uint8).reshape(images.shape[1:])
+    labels = None
+    if labels_path and Path(labels_path).is_file():
+        table = read_labels(labels_path)
+        if all(p.stem in table for p in files):
+            labels = np.array([table[p.stem] for p in files])
+    return images, labels
+
+
+# --- ais_bench's output files ----------------------------------------------------------------------------
+
+def format_txt(arr: np.ndarray) -> bytes:
+    """ais_bench's TXT: one line per row of the last axis, each value printed ``%f`` (``%d`` for an integer
+    output) and followed by a space. Formatted for the whole array at once (no per-value Python work)."""
+    rows = arr.reshape(-1, arr.shape[-1]) if arr.ndim > 1 else arr.reshape(1, -1)
+    fmt = "%d " if rows.dtype.kind in "iub" else "%f "
+    line = fmt * rows.shape[1] + "\n"
+    return ((line * rows.shape[0]) % tuple(rows.ravel().tolist())).encode()
+
+
+def write_output(path: Path, arr: np.ndarray, fmt: str) -> None:
+    if fmt == "TXT":
+        path.write_bytes(format_txt(arr))
+    elif fmt == "NPY":
+        np.save(path, arr)
+    else:
+        path.write_bytes(np.ascontiguousarray(arr).tobytes())
+
+
+def read_output_vector(path: Path) -> np.ndarray:
+    """One output file as a float64 vector (BIN outputs are float32, as the model writes them)."""
+    try:
+        if path.suffix == ".txt":
+            return np.array(path.read_text(encoding="utf-8").split(), dtype=np.float64)
+        if path.suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+            if not isinstance(arr, np.ndarray) or arr.dtype.fields is not None or arr.dtype.kind not in "iufb":
+                raise InputError(path, f"not a numeric array (dtype {getattr(arr, 'dtype', type(arr).__name__)})")
+            return arr.astype(np.float64).ravel()
+        size = path.stat().st_size
+        if size % 4:
+            raise InputError(path, f"{size} bytes is not a whole number of float32 values")
+        return np.fromfile(path, dtype="<f4").astype(np.float64)
+    except (ValueError, OSError, UnicodeDecodeError, EOFError) as err:
+        raise InputError(path, f"unreadable output ({first_line(err, 100)})") from None
