@@ -7,6 +7,8 @@ emulate, rather than ignoring it.
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,9 +116,37 @@ def parse_aipp(path) -> Aipp:
         cannot("a 4th channel (mean/min/var_reci_chn_3)")
     chn = lambda prefix, default: tuple(float(getattr(op, f"{prefix}_{i}")) if op.HasField(f"{prefix}_{i}")  # noqa: E731
                                         else default for i in range(3))
-    var_reci = chn("var_reci_chn", 1.0)
-    return Aipp(op.src_image_size_w, op.src_image_size_h, crop, bool(op.rbuv_swap_switch),
-                chn("mean_chn", 0.0), chn("min_chn", 0.0), var_reci)
+    aipp = Aipp(op.src_image_size_w, op.src_image_size_h, crop, bool(op.rbuv_swap_switch),
+                chn("mean_chn", 0.0), chn("min_chn", 0.0), chn("var_reci_chn", 1.0))
+    _check_normalisation(path, aipp)
+    return aipp
+
+
+MAX_SOURCE_SIDE = 4096  # ATC's static AIPP limit on src_image_size_w / _h
+
+
+def _check_normalisation(path: Path, aipp: Aipp) -> None:
+    """Refuse values that cannot be a normalisation of uint8 pixels (they compile into a model that gives one
+    output for every image), naming the line they are on."""
+    text = path.read_text()
+
+    def bad(field: str, problem: str):
+        m = re.search(rf"^\s*{field}\s*:", text, re.MULTILINE)
+        where = f"line {text[:m.start()].count(chr(10)) + 1}: " if m else ""
+        raise InputError(path, f"{where}{field} {problem}")
+
+    for side, value in (("src_image_size_w", aipp.src_w), ("src_image_size_h", aipp.src_h)):
+        if value > MAX_SOURCE_SIDE:
+            bad(side, f"{value} is larger than {MAX_SOURCE_SIDE}")
+    for i in range(3):
+        if not 0 <= aipp.mean[i] <= 255:
+            bad(f"mean_chn_{i}", f"{aipp.mean[i]:g} is outside the uint8 input range 0..255")
+        if not (math.isfinite(aipp.min[i]) and -255 <= aipp.min[i] <= 255):
+            bad(f"min_chn_{i}", f"{aipp.min[i]:g}: a per-channel offset of uint8 pixels must be finite and within "
+                                "-255..255")
+        if not (math.isfinite(aipp.var_reci[i]) and 0 < aipp.var_reci[i] <= 1e4):
+            bad(f"var_reci_chn_{i}", f"{aipp.var_reci[i]:g}: a reciprocal of a standard deviation must be finite "
+                                     "and above 0 (at most 1e4)")
 
 
 def _field_enum_name(op, name) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import pickletools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,22 +40,56 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise _Refused(f"refused to load global '{module}.{name}' (not a CIFAR data type)")
 
 
+# Bounds checked on the opcodes before anything is built. A real CIFAR pickle nests a few levels and fetches a
+# handful of memo entries; far more of either is a file built to blow up whatever walks the result.
+MAX_MARK_DEPTH = 64
+MAX_MEMO_FETCHES = 100_000
+MAX_PICKLE_BYTES = 2 << 30
+_FETCH_OPS = {"GET", "BINGET", "LONG_BINGET"}
+_MARK_CLOSERS = {"TUPLE", "LIST", "DICT", "APPENDS", "SETITEMS", "ADDITEMS", "FROZENSET", "POP_MARK", "BUILD_INST",
+                 "OBJ", "INST"}
+
+
+def check_opcodes(path: Path, raw: bytes) -> None:
+    """Walk the opcodes (pickletools builds nothing) and refuse nesting or memo fetches beyond the bounds."""
+    depth = fetches = 0
+    try:
+        for op, _, _ in pickletools.genops(raw):
+            if op.name == "MARK":
+                depth += 1
+                if depth > MAX_MARK_DEPTH:
+                    raise InputError(path, f"nested more than {MAX_MARK_DEPTH} levels deep: not a CIFAR pickle")
+            elif op.name in _MARK_CLOSERS:
+                depth -= 1
+            elif op.name in _FETCH_OPS:
+                fetches += 1
+                if fetches > MAX_MEMO_FETCHES:
+                    raise InputError(path, f"refers to its memo more than {MAX_MEMO_FETCHES} times: not a CIFAR pickle")
+    except (ValueError, EOFError) as err:
+        raise InputError(path, f"truncated or corrupt pickle ({type(err).__name__}: {err})") from None
+
+
 def safe_load_pickle(path) -> object:
     """Load a pickle allowing only CIFAR's data types; any other global is refused without being run."""
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise InputError(path, "not a regular file (a device, FIFO or socket), expected a CIFAR pickle file")
     try:
+        if path.is_file() and path.stat().st_size > MAX_PICKLE_BYTES:
+            raise InputError(path, f"larger than {MAX_PICKLE_BYTES >> 30} GiB: not a CIFAR pickle")
         raw = path.read_bytes()
     except FileNotFoundError:
         raise InputError(path, "no such file") from None
     except IsADirectoryError:
         raise InputError(path, "is a folder, expected a CIFAR pickle file") from None
+    check_opcodes(path, raw)
     try:
         return _RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except _Refused as err:
         raise InputError(path, f"not a safe CIFAR pickle: {err}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError, KeyError,
-            OverflowError, MemoryError) as err:
-        raise InputError(path, f"truncated or corrupt pickle ({type(err).__name__}: {err})") from None
+            OverflowError, MemoryError, LookupError, RecursionError, UnicodeError) as err:
+        raise InputError(path, f"truncated or corrupt pickle ({type(err).__name__}: {str(err)[:120]})") from None
 
 
 @dataclass
@@ -103,11 +138,17 @@ def load_split(path) -> CifarSplit:
         raise InputError(path, f"b'data' has dtype {data.dtype}, expected uint8")
     if data.ndim != 2 or data.shape[1] != IMAGE_BYTES:
         raise InputError(path, f"b'data' has shape {list(data.shape)}, expected [N, {IMAGE_BYTES}]")
-    try:
-        labels = np.asarray(d[key])
-    except Exception:  # noqa: BLE001 - anything unreadable is one error line
-        raise InputError(path, f"{key!r} is not a list of integers") from None
-    if labels.ndim != 1 or (labels.size and labels.dtype.kind not in "iu"):
+    if not len(data):
+        raise InputError(path, "holds no images (an empty data set)")
+    raw_labels = d[key]
+    # Checked flat, item by item, before numpy sees it: numpy would recurse into (and expand) nested lists.
+    if isinstance(raw_labels, list):
+        if not all(type(x) is int for x in raw_labels):
+            raise InputError(path, f"{key!r} is not a list of integers")
+        labels = np.asarray(raw_labels, dtype=np.int64) if raw_labels else np.zeros(0, np.int64)
+    elif isinstance(raw_labels, np.ndarray) and raw_labels.ndim == 1 and raw_labels.dtype.kind in "iu":
+        labels = raw_labels
+    else:
         raise InputError(path, f"{key!r} is not a list of integers")
     if len(labels) != len(data):
         raise InputError(path, f"{len(data)} images but {len(labels)} labels in {key!r}")

@@ -34,11 +34,16 @@ def test_runner_batches_padding_names_and_txt(tmp_path, n):
         assert TXT_LINE.match(text)
         assert np.array_equal(np.array(text.split(), float), images[i].reshape(-1)[:100])  # its own image
     summary = json.loads((tmp_path / "dst_summary.json").read_text())
-    assert set(summary) >= {"NPU_compute_time", "H2D_latency", "D2H_latency", "throughput", "args", "filesinfo"}
+    # ais_bench's keys in ais_bench's order, then ours
+    assert list(summary)[:8] == ["filesinfo", "args", "NPU_compute_time", "H2D_latency", "D2H_latency", "throughput",
+                                 "npu_compute_time_list", "pid"]
     assert set(summary["NPU_compute_time"]) == {"min", "max", "mean", "median", "percentile(99%)", "count"}
-    assert summary["NPU_compute_time"]["count"] == -(-n // 24)
-    assert "CPU" in summary["device"]
-    assert sum(len(v["infile"]) for v in summary["filesinfo"].values()) == n
+    assert summary["NPU_compute_time"]["count"] == -(-n // 24) == len(summary["npu_compute_time_list"])
+    assert "CPU" in summary["device"] and summary["args"][1:3] == ["--model", str(model)]
+    # filesinfo per sample, paths as ais_bench joins them
+    assert len(summary["filesinfo"]) == n
+    assert summary["filesinfo"]["0"] == {"infiles": ["bin_data/img0.bin"], "outfiles": ["./dst/img0_0.txt"]}
+    assert summary["filesinfo"][str(n - 1)]["infiles"] == [f"bin_data/img{n - 1}.bin"]
     assert re.search(r"\[INFO\] NPU_compute_time \(ms\): min = [\d.]+, max = [\d.]+, mean = [\d.]+, median = [\d.]+, "
                      r"percentile\(99%\) = [\d.]+", proc.stdout)
     assert re.search(r"\[INFO\] throughput 1000\*batchsize.mean\(24\)/NPU_compute_time.mean\([\d.]+\): [\d.]+",
@@ -51,8 +56,8 @@ def test_runner_natural_order_groups(tmp_path):
     write_bins(tmp_path / "bin_data", 30)
     _run(tmp_path, "--model", str(model), "--input", "bin_data", "--output", "o", "--output_dirname", "d", "--quiet")
     info = json.loads((tmp_path / "o" / "d_summary.json").read_text())["filesinfo"]
-    first = [p.rsplit("/", 1)[1] for p in info["0"]["infile"]]
-    assert first == [f"img{i}.bin" for i in range(24)]
+    assert [info[str(i)]["infiles"] for i in range(26)] == [[f"bin_data/img{i}.bin"] for i in range(26)]
+    assert info["2"]["outfiles"] == ["o/d/img2_0.bin"]
 
 
 def test_runner_npy_inputs_and_npy_bin_outputs(tmp_path):
@@ -111,7 +116,9 @@ def test_pure_inference_mode(tmp_path):
                 "--output", "o", "--output_dirname", "p")
     s = json.loads((tmp_path / "o" / "p_summary.json").read_text())
     assert s["NPU_compute_time"]["count"] == 5 and s["throughput"] > 0
-    assert list((tmp_path / "o" / "p").iterdir()) == []  # nothing to write without inputs
+    # as ais_bench: pure inference with --output writes the output of the pure-inference batch once
+    assert [p.name for p in (tmp_path / "o" / "p").iterdir()] == ["pure_infer_data_0.bin"]
+    assert (tmp_path / "o" / "p" / "pure_infer_data_0.bin").stat().st_size == 24 * 100 * 4
     assert "pure inference: 5 loops of random input, 2 warm-up" in proc.stdout
 
 
@@ -181,9 +188,9 @@ def test_postprocess_known_answers(tmp_path, fmt):
     assert res["title"] == "Overall statistical evaluation"
     assert res["value"] == [
         {"key": "Number of images", "value": "4"}, {"key": "Number of classes", "value": "10"},
-        {"key": "Top1 accuracy", "value": "25.00%"}, {"key": "Top2 accuracy", "value": "50.00%"},
-        {"key": "Top3 accuracy", "value": "50.00%"}, {"key": "Top4 accuracy", "value": "50.00%"},
-        {"key": "Top5 accuracy", "value": "75.00%"}]
+        {"key": "Top1 accuracy", "value": "25.0%"}, {"key": "Top2 accuracy", "value": "50.0%"},
+        {"key": "Top3 accuracy", "value": "50.0%"}, {"key": "Top4 accuracy", "value": "50.0%"},
+        {"key": "Top5 accuracy", "value": "75.0%"}]
     m = res["metrics"]
     assert (m["top1"], m["top5"], m["num_images"], m["num_classes"]) == (25.0, 75.0, 4, 10)
     assert m["per_class_top1"][3] == 100.0 and m["per_class_top1"][4] == 0.0 and m["per_class_top1"][5] is None
@@ -272,12 +279,17 @@ def test_pipeline_end_to_end_matches_direct_computation(demo_data, demo_workdir,
     assert abs(res["metrics"]["top1"] - fp32["metrics"]["top1"]) <= 3.0
 
 
-def test_pipeline_stops_at_failing_stage(tmp_path):
+def test_pipeline_stops_at_failing_stage_with_its_exit_code(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "test").write_bytes(b"garbage")
     proc = run_script(["pipeline.sh", "--data", "data", "--quiet"], cwd=tmp_path, check=False)
-    assert proc.returncode == 1 and "pipeline: stage 'preprocess' failed" in proc.stderr
+    assert proc.returncode == 2 and "pipeline: stage 'preprocess' failed (exit code 2)" in proc.stderr
     assert "==== [calib-data]" not in proc.stdout
+
+
+def test_pipeline_without_data_says_use_demo(tmp_path):
+    proc = run_script(["pipeline.sh", "--quiet"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "--demo" in proc.stderr and "==== [" not in proc.stdout
 
 
 @pytest.mark.parametrize("script", ["infer.sh", "postprocess.py", "benchmark.sh", "pipeline.sh"])
