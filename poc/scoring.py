@@ -83,7 +83,7 @@ def score(result_dir, label_path, topk: int = 5, allow_missing: bool = False, lo
 
 
 def modelzoo_percent(percent: float) -> str:
-    """The ModelZoo's ``str(round(acc * 100, 2)) + "%"``: "57.0%", "12.5%", "78.55%" (never "57.00%")."""
+    """The ModelZoo's ``str(round(acc * 100, 2)) + "%"``: "57.0%", "12.5%", "94.81%" (never "57.00%")."""
     return str(round(percent, 2)) + "%"
 
 

@@ -1,0 +1,242 @@
+"""The shared layer: stages import no other stage for a helper, each fact lives once, the runner's and the
+benchmark's options are one dataclass, and the AIPP reference is the oracle of the fold."""
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnx
+import pytest
+from conftest import ROOT, run_script, tiny_model
+from onnx import TensorProto, helper
+
+from poc import config
+from poc.aipp import fold_into_model, parse_aipp
+from poc.backends import OnnxRuntimeBackend
+
+# The stage modules (one per stage or part of one) and the drivers that exist to run stages.
+STAGES = {"preprocess", "calib_data", "export", "calibrate", "qdq", "fidelity", "quantize", "compile", "runner",
+          "scoring"}
+DRIVERS = {"benchmark", "summary", "demo_model", "bench_stages", "sample"}
+# Who may import which stage: the quantize stage drives its three parts; drivers drive stages.
+ALLOWED = {"quantize": {"calibrate", "qdq", "fidelity"}, "qdq": {"calibrate"},
+           "benchmark": {"compile", "runner"}, "bench_stages": {"preprocess", "scoring"}, "demo_model": {"export"}}
+
+
+def _poc_imports(module: str) -> set[str]:
+    tree = ast.parse((ROOT / "poc" / f"{module}.py").read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                found.add(node.module.split(".")[0])
+            else:
+                found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("poc."):
+            found.add(node.module.split(".")[1])
+    return found
+
+
+def test_modules_are_all_classified():
+    shared = {"config", "errors", "progress", "files", "backends", "ascend", "prototext", "quant_cfg", "aipp",
+              "cifar", "checkpoint", "model"}
+    modules = {p.stem for p in (ROOT / "poc").glob("*.py")} - {"__init__"}
+    assert modules == shared | STAGES | DRIVERS
+
+
+@pytest.mark.parametrize("module", sorted(STAGES | DRIVERS))
+def test_no_stage_imports_another_stage_for_a_helper(module):
+    stages_used = _poc_imports(module) & STAGES - {module}
+    assert stages_used <= ALLOWED.get(module, set()), f"poc/{module}.py imports stages {stages_used}"
+
+
+def test_shared_layer_imports_no_stage():
+    for module in ("config", "errors", "progress", "files", "backends", "ascend", "prototext", "quant_cfg", "aipp",
+                   "cifar", "checkpoint", "model"):
+        assert not _poc_imports(module) & (STAGES | DRIVERS), module
+
+
+def test_om_path_imports_neither_onnxruntime_nor_torch(tmp_path):
+    """An Ascend host may have neither: infer.sh on an .om hands off to ais_bench without importing them."""
+    pkg = tmp_path / "mods" / "ais_bench"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text("import sys; print('AIS', sys.argv[1:])\n")
+    (tmp_path / "m.om").write_bytes(b"om")
+    code = ("import sys; sys.modules['onnxruntime'] = None; sys.modules['torch'] = None; sys.modules['onnx'] = None\n"
+            "from poc.runner import main; sys.exit(main(['--model', 'm.om', '--input', 'x', '--dymBatch', '4']))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=f"{ROOT}:{tmp_path / 'mods'}"))
+    assert proc.returncode == 0, proc.stderr
+    assert "AIS ['--model', 'm.om', '--input', 'x', '--dymBatch', '4']" in proc.stdout
+
+
+# --- each fact once -----------------------------------------------------------------------------------------
+
+def test_output_names_of_config_are_ignored_and_cleaned():
+    gitignore = (ROOT / ".gitignore").read_text().split()
+    clean = re.search(r"^clean:\n((?:\t.*\n?)+)", (ROOT / "Makefile").read_text(), re.MULTILINE).group(1).split()
+    names = [config.BIN_DIR, config.PIC_DIR, config.LABEL_FILE, config.CALIB_DIR, config.MODELS_DIR, config.DST_INT8,
+             config.DST_FP32, config.RESULT_JSON, config.RESULT_FP32_JSON, config.BENCHMARK_JSON, config.BENCHMARK_PNG,
+             config.BENCH_DIR, config.DST_INT8 + config.SUMMARY_SUFFIX, config.DST_FP32 + config.SUMMARY_SUFFIX,
+             config.DEMO_DATA_DIR.split("/")[1]]
+    for name in names:
+        bare = name.removeprefix("./")
+        assert f"/{bare}/" in gitignore or f"/{bare}" in gitignore, name
+        assert bare in clean, name
+    assert "onnxruntime_profile_*.json" in gitignore
+
+
+def test_pipeline_spells_no_file_name_itself():
+    text = (ROOT / "pipeline.sh").read_text()
+    for literal in ("bin_data", "img_label", "amct_bin_data", "resnet50_", "result.json", "end2end.onnx",
+                    "input:24,3,32,32", "--output_dirname dst "):
+        assert literal not in text, literal
+    shell = subprocess.run([sys.executable, "-m", "poc.config", "--shell"], cwd=ROOT, capture_output=True, text=True)
+    assert "BIN_DIR=./bin_data" in shell.stdout and "INPUT_SHAPE=input:24,3,32,32" in shell.stdout
+
+
+def test_published_figures_live_in_config_only():
+    for path in list((ROOT / "poc").glob("*.py")):
+        if path.name != "config.py":
+            text = path.read_text()
+            assert "14290" not in text and "78.55" not in text and "9336" not in text, path.name
+
+
+def test_compiled_model_is_the_one_written_last(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.om").write_bytes(b"om")
+    assert config.compiled_model("m") == tmp_path / "m.om" or str(config.compiled_model("m")) == "m.om"
+    time.sleep(0.01)
+    (tmp_path / "m.onnx").write_bytes(b"onnx")
+    os.utime(tmp_path / "m.om", ns=(1, 1))  # a stale .om from an earlier Ascend run
+    assert str(config.compiled_model("m")) == "m.onnx"
+
+
+def test_benchmark_does_not_prefer_a_stale_om(tmp_path):
+    """With a stale .om beside a newer CPU compile, benchmark.sh times the .onnx (no ais_bench hand-off)."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "resnet50_quant_bs24.om").write_bytes(b"stale om")
+    os.utime(models / "resnet50_quant_bs24.om", ns=(1, 1))
+    tiny_model(models / "resnet50_quant_bs24.onnx")
+    tiny_model(models / "resnet50_fp32_bs24.onnx")
+    proc = run_script(["benchmark.sh", "--loop", "2", "--block", "1", "--warmup_count", "0"], cwd=tmp_path)
+    assert "INT8 speed-up on the CPU" in proc.stdout and "ais_bench" not in proc.stdout
+
+
+# --- runner and benchmark options ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["--loop", "0"], "--loop must be at least 1"),
+    (["--block", "0"], "--block must be at least 1"),
+    (["--batchsize", "0"], "--batchsize must be at least 1"),
+])
+def test_benchmark_refuses_values_that_hang_or_divide_by_zero(tmp_path, args, message):
+    a = tiny_model(tmp_path / "a.onnx")
+    proc = subprocess.run(["bash", str(ROOT / "benchmark.sh"), "--model", str(a), "--fp32_model", str(a), *args],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHON=sys.executable))
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_runner_loop_zero_is_one_line(tmp_path):
+    model = tiny_model(tmp_path / "m.onnx")
+    proc = run_script(["infer.sh", "--model", str(model), "--loop", "0"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and proc.stderr == "error: --loop: 0: must be at least 1\n"
+
+
+def test_batchsize_is_the_batch_of_the_throughput_line(tmp_path):
+    """As in ais_bench: --batchsize only sets the batch the throughput is computed with (CPU runner and
+    benchmark alike); it is no longer silently dropped."""
+    model = tiny_model(tmp_path / "m.onnx")
+    proc = run_script(["infer.sh", "--model", str(model), "--loop", "3", "--batchsize", "48", "--output", "o",
+                       "--output_dirname", "p"], cwd=tmp_path)
+    s = json.loads((tmp_path / "o" / "p_summary.json").read_text())
+    assert s["throughput"] == pytest.approx(1000 * 48 / s["NPU_compute_time"]["mean"])
+    assert "throughput 1000*batchsize.mean(48)/" in proc.stdout
+    proc = run_script(["benchmark.sh", "--model", str(model), "--fp32_model", str(model), "--loop", "2", "--block", "1",
+                       "--batchsize", "12"], cwd=tmp_path)
+    report = json.loads((tmp_path / "benchmark.json").read_text())
+    assert report["cpu"]["int8"]["batch"] == 12 and "--batchsize 12 differs from the model's batch 24" in proc.stdout
+
+
+def test_benchmark_builds_the_runner_options_it_runs_with(tmp_path):
+    """The benchmark drives the runner through RunOptions: the e2e run writes TXT outputs where it says."""
+    import dataclasses
+
+    from poc.runner import RunOptions
+    assert {f.name for f in dataclasses.fields(RunOptions)} >= {"model", "input", "output", "output_dirname", "outfmt",
+                                                                "loop", "warmup_count", "batchsize", "threads"}
+    src = (ROOT / "poc" / "benchmark.py").read_text()
+    assert "Namespace" not in src and "RunOptions(" in src
+
+
+# --- AIPP: the numpy reference is the oracle of the ONNX fold ---------------------------------------------------
+
+def _identity_model(h, w):
+    """float NCHW [n,3,h,w] in, the same out: the fold's output is then exactly what enters the network."""
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "id",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, h, w])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 3, h, w])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("crop, swap", [(True, True), (True, False), (False, True)])
+def test_aipp_fold_equals_the_reference_with_crop_and_swap(tmp_path, crop, swap):
+    conf = tmp_path / "a.conf"
+    conf.write_text(f"""aipp_op {{
+  aipp_mode: static
+  input_format: RGB888_U8
+  src_image_size_w: 40
+  src_image_size_h: 36
+  crop: {str(crop).lower()}
+  load_start_pos_w: 5
+  load_start_pos_h: 3
+  crop_size_w: 32
+  crop_size_h: 30
+  rbuv_swap_switch: {str(swap).lower()}
+  mean_chn_0: 10
+  mean_chn_1: 20
+  mean_chn_2: 30
+  min_chn_0: 0.5
+  min_chn_1: 1.5
+  min_chn_2: 2.5
+  var_reci_chn_0: 0.25
+  var_reci_chn_1: 0.5
+  var_reci_chn_2: 2.0
+}}""")
+    aipp = parse_aipp(conf)
+    h, w = aipp.out_hw
+    folded = fold_into_model(_identity_model(h, w), aipp, [4, 3, h, w], "input")
+    onnx.save(folded, str(tmp_path / "f.onnx"))
+    x = np.random.default_rng(0).integers(0, 256, (4, 36, 40, 3), dtype=np.uint8)
+    got = OnnxRuntimeBackend().load(tmp_path / "f.onnx").predict({"input": x})[0]
+    want = aipp.apply(x)
+    assert got.shape == (4, 3, h, w) and np.allclose(got, want, atol=1e-5)
+    # and the reference itself, written out independently for one pixel
+    y, xx = 7, 9
+    src = x[1, y + (3 if crop else 0), xx + (5 if crop else 0)].astype(np.float64)
+    chan = src[::-1] if swap else src
+    expect = (chan - [10, 20, 30] - [0.5, 1.5, 2.5]) * [0.25, 0.5, 2.0]
+    assert np.allclose(got[1, :, y, xx], expect, atol=1e-4)
+
+
+# --- quant.cfg: nothing silently ignored -------------------------------------------------------------------------
+
+def test_quant_cfg_fields_the_fallback_cannot_honour_are_logged(tmp_path):
+    from poc.quant_cfg import describe, parse_quant_cfg
+    p = tmp_path / "q.cfg"
+    p.write_text('batch_num: 1\nskip_fusion_layers: "/backbone/conv1/Conv"\n'
+                 'common_config { ifmr_quantize { asymmetric: false } }\n')
+    cfg = parse_quant_cfg(p)
+    assert cfg.activation_offset is False and cfg.asymmetric is False  # asymmetric decides, as in AMCT
+    lines = "\n".join(describe(cfg, p))
+    assert "skip_fusion_layers (1): not honoured on the CPU" in lines
+    assert "activation_offset False (from ifmr_quantize asymmetric)" in lines
