@@ -9,6 +9,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from .config import EXIT_BAD_INPUT
@@ -154,14 +155,21 @@ def atomic_path(path):
 
 
 @contextlib.contextmanager
-def _signals_blocked():
-    """SIGINT and SIGTERM wait until the block is over, so a swap of several outputs is never cut halfway."""
-    blocked = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+def _signals_deferred():
+    """SIGINT and SIGTERM wait until the block is over, so a swap of several outputs is never cut halfway.
+    (Python runs signal handlers on the main thread only, so deferring them there covers every thread.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    old = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if pending:
+            raise KeyboardInterrupt
 
 
 class OutputSet:
@@ -170,8 +178,8 @@ class OutputSet:
     ``folder(path, owned)`` gives an empty temporary folder. At the end the target folder is replaced whole by
     it, after the target's entries that do not match ``owned`` (the stage's own naming pattern) are carried
     over: a user's other files survive, stale files of the stage's own pattern from a larger earlier run do
-    not. ``file(path)`` gives a temporary path renamed onto ``path``. The swaps run with SIGINT/SIGTERM held
-    back, so an interrupt leaves the complete old outputs or the complete new ones; a failure before the end
+    not. ``file(path)`` gives a temporary path renamed onto ``path``. The swaps run with SIGINT/SIGTERM
+    deferred, so an interrupt leaves the complete old outputs or the complete new ones; a failure before the end
     removes every temporary and leaves the old outputs untouched.
     """
 
@@ -224,7 +232,7 @@ class OutputSet:
                     for entry in path.iterdir():
                         if not owned.fullmatch(entry.name) and not entry.name.startswith(f".{path.name}."):
                             _carry(entry, tmp / entry.name)
-            with _signals_blocked():
+            with _signals_deferred():
                 for path, tmp, owned in self._swaps:
                     if owned is not None and (path.exists() or path.is_symlink()):
                         aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
