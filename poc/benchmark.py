@@ -42,7 +42,8 @@ from .runner import RunOptions
 def row(st: dict, batch: int) -> dict:
     """A table row from the runner's compute-time statistics."""
     return {"batch": batch, "throughput": 1000 * batch / st["mean"], "latency_ms_mean": st["mean"],
-            "latency_ms_p50": st["median"], "latency_ms_p99": st["percentile(99%)"], "loops": st["count"]}
+            "latency_ms_p50": st["median"], "latency_ms_p99": st["percentile(99%)"], "loops": st["count"],
+            "throughput_min": 1000 * batch / st["max"], "throughput_max": 1000 * batch / st["min"]}
 
 
 def pure(model, loop, warmup) -> dict:
@@ -104,10 +105,15 @@ def plot(sweep: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for name, rows in sweep.items():
-        ax.plot([r["batch"] for r in rows], [r["throughput"] for r in rows], marker="o", label=name.upper())
+        xs = [r["batch"] for r in rows]
+        ax.plot(xs, [r["throughput"] for r in rows], marker="o", label=f"{name.upper()} (mean)")
+        # the spread over the runs: one fast or slow stretch of the machine must not read as an effect
+        ax.fill_between(xs, [r["throughput_min"] for r in rows], [r["throughput_max"] for r in rows], alpha=0.2)
+    runs = next(iter(sweep.values()))[0]["loops"]
     ax.set_xlabel("batch size")
     ax.set_ylabel("images / s (CPU, ONNX Runtime)")
-    ax.set_title("ResNet-50 CIFAR-100, compiled with AIPP")
+    ax.set_title(f"ResNet-50 CIFAR-100, compiled with AIPP: {runs} runs per point,\nband = min-max over the runs",
+                 fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

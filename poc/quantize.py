@@ -122,7 +122,7 @@ def main(argv=None) -> int:
                                        settings.exclude, tuple(nodes))
                     write_qdq(prepared, out_path, only, work, ranges, batches, name, cfg.batch_num)
                     return out_path
-                report["sensitivity"] = sensitivity(onnx.load(str(prepared)), quantize_only, ev, work, log)
+                report["sensitivity"] = sensitivity(onnx.load(str(prepared)), int8_model, quantize_only, ev, work, log)
         else:
             log(f"fidelity report skipped: no held-out images in {args.eval_bins}" if not len(images)
                 else f"fidelity report skipped: {int8_model} not found")
