@@ -152,7 +152,7 @@ def load_split(path) -> CifarSplit:
     raw_labels = d[key]
     # Checked flat, item by item, before numpy sees it: numpy would recurse into (and expand) nested lists.
     if isinstance(raw_labels, list):
-        if not all(type(x) is int for x in raw_labels):
+        if not all(type(x) is int or isinstance(x, np.integer) for x in raw_labels):
             raise InputError(path, f"{key!r} is not a list of integers")
         labels = np.asarray(raw_labels, dtype=np.int64) if raw_labels else np.zeros(0, np.int64)
     elif isinstance(raw_labels, np.ndarray) and raw_labels.ndim == 1 and raw_labels.dtype.kind in "iu":

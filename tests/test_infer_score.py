@@ -1,6 +1,7 @@
 """Stage 6 (infer.sh: the CPU runner and the ais_bench hand-off), stage 7 (postprocess.py), stage 8 (benchmark.sh)
 and the whole pipeline."""
 import json
+import os
 import re
 
 import numpy as np
@@ -350,3 +351,37 @@ def test_benchmark_recompiles_sweep_models_when_the_source_changes(demo_workdir,
     assert compiled_for_batch(src, 2, tmp_path / "work", str(ROOT / "aipp.conf")).stat().st_mtime_ns == made  # reused
     os.utime(src, ns=(made + 10**9, made + 10**9))  # a newer source
     assert compiled_for_batch(src, 2, tmp_path / "work", str(ROOT / "aipp.conf")).stat().st_mtime_ns != made
+
+
+# --- the README, literally ---------------------------------------------------------------------------------------
+
+def test_readme_stage_walkthrough_runs_literally(demo_data, demo_workdir, tmp_path):
+    """Every command of the README's stage walk-through, as written, in a fresh copy of the repository. `make demo`
+    is stood in for by what it leaves behind (the demo data set and the demo checkpoint, small here); the sweep
+    (`benchmark.sh --sweep`) is exercised with fewer runs in test_cpu_benchmark_table_json_e2e_and_sweep_plot."""
+    import shutil
+    import subprocess
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Stages"):readme.index("## The Ascend path")]
+    blocks = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
+    lines = [ln for block in blocks for ln in block.splitlines()
+             if not ln.startswith("make demo") and "--sweep" not in ln]
+    script = "set -euo pipefail\n" + "\n".join(lines) + "\n"
+    assert "python3 preprocess_cifar100.py" in script and "bash benchmark.sh" in script
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    for path in subprocess.run(["git", "ls-files", "-m", "-o", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout.split():
+        if (ROOT / path).is_file():  # uncommitted work, when the test runs before a commit
+            (clone / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / path, clone / path)
+    (clone / ".venv").symlink_to(ROOT / ".venv")
+    shutil.copytree(demo_data, clone / "demo-data" / "cifar-100-python")
+    (clone / "models").mkdir()
+    shutil.copy(demo_workdir / "models" / "demo.pth", clone / "models" / "demo_resnet50_cifar100.pth")
+    proc = subprocess.run(["bash", "-c", script], cwd=clone, capture_output=True, text=True,
+                          env={k: v for k, v in os.environ.items() if k not in ("PYTHON", "VIRTUAL_ENV")})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((clone / "result.json").read_text())
+    assert result["value"][0] == {"key": "Number of images", "value": str(len(os.listdir(clone / "bin_data")))}
+    assert (clone / "benchmark.json").is_file()
