@@ -1,5 +1,6 @@
 """CPU inference backends, each a small object as in the MLPerf inference reference (name, version, load,
-predict), and the one place an ONNX file is parsed."""
+predict): ONNX Runtime (the reference) and OpenVINO (the second engine, for ``.xml`` IR models); and the one place
+an ONNX file is parsed. ``backend_for(model)`` picks the engine from the model file, as the runner does."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,8 +55,75 @@ class OnnxRuntimeBackend:
         self.outputs = [o.name for o in self.session.get_outputs()]
         return self
 
+    def input_info(self) -> list[tuple[str, np.dtype | None, list]]:
+        """(name, element type, shape with None for a dynamic dimension) of every input."""
+        return [(i.name, np.dtype(_ORT_TYPES[i.type]) if i.type in _ORT_TYPES else None,
+                 [d if isinstance(d, int) else None for d in i.shape]) for i in self.inputs]
+
     def predict(self, feed: dict) -> list[np.ndarray]:
         return self.session.run(self.outputs, feed)
+
+
+# Inference precisions of the OpenVINO engine, as an IR's rt_info names them (written by the compile stage).
+PRECISION_KEY = "poc_inference_precision"
+
+
+def native_bf16() -> bool:
+    """The CPU computes bfloat16 natively (AVX512-BF16 or AMX), which OpenVINO reports as a BF16 capability."""
+    import openvino as ov
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+class OpenVinoBackend:
+    """OpenVINO on the CPU, for an IR (``.xml`` + ``.bin``) written by the compile stage. The inference precision
+    is the one the IR asks for (rt_info ``poc_inference_precision``: f32 or bf16), FP32 when it asks nothing."""
+
+    def name(self) -> str:
+        return "openvino"
+
+    def version(self) -> str:
+        import openvino as ov
+        return ov.__version__.split("-")[0]
+
+    def load(self, model_path, threads: int = 0, spin: bool = True) -> OpenVinoBackend:
+        import openvino as ov
+        core = ov.Core()
+        try:
+            model = core.read_model(str(model_path))
+        except Exception as err:  # noqa: BLE001 - any load failure is one line about this file
+            raise InputError(model_path, f"OpenVINO cannot read it ({str(err).strip().splitlines()[0][:160]})") from None
+        self.precision = model.get_rt_info([PRECISION_KEY]).astype(str) if model.has_rt_info([PRECISION_KEY]) else "f32"
+        config = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        try:
+            self.compiled = core.compile_model(model, "CPU", config)
+        except Exception as err:  # noqa: BLE001
+            lines = [ln for ln in str(err).splitlines() if ln.strip() and not ln.startswith("Exception from")]
+            raise InputError(model_path, f"OpenVINO cannot compile it ({(lines or ['?'])[-1][:160]})") from None
+        self.request = self.compiled.create_infer_request()
+        self.outputs = [o.get_any_name() for o in self.compiled.outputs]
+        return self
+
+    def input_info(self) -> list[tuple[str, np.dtype | None, list]]:
+        info = []
+        for port in self.compiled.inputs:
+            shape = [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
+            try:
+                dtype = np.dtype(port.get_element_type().to_dtype())
+            except Exception:  # noqa: BLE001 - a type numpy has no name for
+                dtype = None
+            info.append((port.get_any_name(), dtype, shape))
+        return info
+
+    def predict(self, feed: dict) -> list[np.ndarray]:
+        result = self.request.infer(feed)
+        return [result[port] for port in self.compiled.outputs]
+
+
+def backend_for(model_path):
+    """The engine that runs a compiled model file: ``.xml`` -> OpenVINO, ``.onnx`` -> ONNX Runtime."""
+    return OpenVinoBackend() if str(model_path).lower().endswith(".xml") else OnnxRuntimeBackend()
 
 
 @dataclass
@@ -75,17 +143,18 @@ _ORT_TYPES = {"tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(float)
               "tensor(float16)": np.float16, "tensor(int32)": np.int32, "tensor(int64)": np.int64}
 
 
-def input_spec(backend: OnnxRuntimeBackend, model_path, batchsize: int | None) -> InputSpec:
+def input_spec(backend, model_path, batchsize: int | None) -> InputSpec:
     """The model's single input; a dynamic batch is fixed to ``batchsize`` (1 when not given)."""
-    if len(backend.inputs) != 1:
-        raise InputError(model_path, f"has {len(backend.inputs)} inputs; the runner feeds single-input models")
-    node = backend.inputs[0]
-    if node.type not in _ORT_TYPES:
-        raise InputError(model_path, f"input type {node.type} is not supported")
-    shape = list(node.shape)
-    if shape and not isinstance(shape[0], int):
+    info = backend.input_info()
+    if len(info) != 1:
+        raise InputError(model_path, f"has {len(info)} inputs; the runner feeds single-input models")
+    name, dtype, shape = info[0]
+    if dtype is None:
+        raise InputError(model_path, f"the type of input {name} is not supported")
+    shape = list(shape)
+    if shape and shape[0] is None:
         shape[0] = batchsize or 1
     if not all(isinstance(d, int) and d > 0 for d in shape):
-        raise InputError(model_path, f"input shape {node.shape} is dynamic beyond the batch; compile it with "
+        raise InputError(model_path, f"input shape {info[0][2]} is dynamic beyond the batch; compile it with "
                                      "atc_convert.sh first")
-    return InputSpec(node.name, np.dtype(_ORT_TYPES[node.type]), tuple(shape))
+    return InputSpec(name, dtype, tuple(shape))

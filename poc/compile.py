@@ -1,23 +1,65 @@
-"""Stage 5: compile the model for batch 24 with AIPP: ``atc`` -> ``{output}.om``, or on the CPU
-``{output}.onnx``: the batch fixed, the AIPP stage folded in front (input uint8 NHWC [24,32,32,3], exactly like
-the OM's), optimised offline by ONNX Runtime and saved.
+"""Stage 5: compile the model for batch 24 with AIPP: ``atc`` -> ``{output}.om``, or on the CPU one of two engines,
+both taking exactly the OM's input (uint8 NHWC [24,32,32,3]):
+
+- ONNX Runtime (the reference, default) -> ``{output}.onnx``: the batch fixed, the AIPP stage folded in front as
+  ONNX ops, optimised offline by ONNX Runtime;
+- OpenVINO (``--engine openvino`` or ``POC_ENGINE=openvino``) -> ``{output}.xml`` + ``.bin``: an IR with the batch
+  fixed and the AIPP stage as OpenVINO's pre-processing; ATC's ``--precision_mode`` picks its inference precision.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 from pathlib import Path
 
 import onnx
 import onnxruntime as ort
 
 from . import ascend
-from .aipp import fold_into_model, parse_aipp
-from .backends import OnnxRuntimeBackend, load_onnx
+from .aipp import Aipp, fold_into_model, parse_aipp
+from .backends import PRECISION_KEY, OnnxRuntimeBackend, load_onnx, native_bf16
 from .config import AIPP_CFG, COMPILED_INT8, CPU_QUANTIZER_KEY, DEPLOY_SUFFIX, INPUT_SHAPE, QUANT_SAVE_PATH
-from .errors import InputError, OutputSet, run_main
+from .errors import InputError, OutputSet, StageError, first_line, run_main
 from .progress import Log
 
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
+ENGINES = ("onnxruntime", "openvino")
+ENGINE_ENV = "POC_ENGINE"
+ENGINE_SUFFIX = {"onnxruntime": ".onnx", "openvino": ".xml"}
+# ATC's --precision_mode values and what they mean on the CPU engines: the NPU computes a float model in FP16
+# unless told otherwise; the CPU's counterpart of FP16 is BF16 (where the CPU has it natively).
+LOW_PRECISION_MODES = ("force_fp16", "allow_fp32_to_fp16", "allow_mix_precision", "allow_mix_precision_fp16",
+                       "allow_mix_precision_bf16", "force_lowerprecision")
+FP32_MODES = ("must_keep_origin_dtype", "force_fp32", "cube_fp16in_fp32out")
+
+
+def choose_engine(requested: str | None, log) -> str:
+    engine = (requested or os.environ.get(ENGINE_ENV, "") or "onnxruntime").strip().lower()
+    if engine not in ENGINES:
+        raise InputError("--engine" if requested else ENGINE_ENV, f"'{engine}' is not one of {', '.join(ENGINES)}")
+    log(f"CPU engine: {engine}" + (f" (from {ENGINE_ENV})" if not requested and os.environ.get(ENGINE_ENV) else ""))
+    return engine
+
+
+def inference_precision(engine: str, precision_mode: str | None, log) -> str:
+    """'f32' or 'bf16' for ATC's --precision_mode on a CPU engine."""
+    if precision_mode is not None and precision_mode not in LOW_PRECISION_MODES + FP32_MODES:
+        raise InputError("--precision_mode", f"'{precision_mode}' is not an ATC precision mode "
+                                             f"({', '.join(LOW_PRECISION_MODES + FP32_MODES)})")
+    if engine == "onnxruntime":
+        if precision_mode is not None:
+            log(f"--precision_mode {precision_mode}: ONNX Runtime computes in FP32 (use --engine openvino for BF16)")
+        return "f32"
+    if precision_mode is None or precision_mode in FP32_MODES:
+        log("inference precision FP32" + (f" (--precision_mode {precision_mode})" if precision_mode else
+                                          " (no --precision_mode; atc's own default on the NPU is force_fp16)"))
+        return "f32"
+    if not native_bf16():
+        log(f"--precision_mode {precision_mode}: this CPU has no native BF16 (AVX512-BF16 or AMX): FP32 instead")
+        return "f32"
+    log(f"inference precision BF16 (--precision_mode {precision_mode}: the CPU's counterpart of the NPU's FP16)")
+    return "bf16"
 
 
 def is_cpu_qdq_model(path) -> bool:
@@ -38,19 +80,22 @@ def compile_ascend(args, log: Log) -> Path:
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # as the CPU path does
     ascend.run_tool(ascend.atc_command(args.framework, args.model, args.output, args.input_format, args.input_shape,
                                        args.insert_op_conf, args.enable_small_channel, args.op_select_implmode,
-                                       args.soc_version, args.log), log)
+                                       args.soc_version, args.log, args.precision_mode), log)
     return Path(f"{args.output}.om")
 
 
 def compile_cpu(model_path, output, input_shape: str, aipp_conf, input_format: str = "NCHW",
-                log: Log | None = None) -> Path:
-    """Fold AIPP, fix the batch, optimise with ONNX Runtime (portable EXTENDED level), save ``{output}.onnx``."""
+                log: Log | None = None, engine: str = "onnxruntime", precision_mode: str | None = None) -> Path:
+    """The model with its batch fixed and AIPP in front, for ``engine``: ``{output}.onnx`` (ONNX Runtime) or
+    ``{output}.xml`` + ``.bin`` (OpenVINO)."""
     log = log or Log(stage="compile")
     if input_format != "NCHW":
         raise InputError("--input_format", f"'{input_format}': the model input is NCHW (as in the ModelZoo call)")
     name, shape = ascend.parse_input_shape(input_shape)
-    out = Path(f"{output}.onnx")
-    outputs = OutputSet({"--output": out}, {"--model": model_path, "--insert_op_conf": aipp_conf or None})
+    out = Path(f"{output}{ENGINE_SUFFIX[engine]}")
+    written = {"--output": out, "--output (weights)": out.with_suffix(".bin") if engine == "openvino" else None}
+    outputs = OutputSet(written, {"--model": model_path, "--insert_op_conf": aipp_conf or None})
+    precision = inference_precision(engine, precision_mode, log)
     model = load_onnx(model_path)
     inputs = [i.name for i in model.graph.input]
     if name not in inputs:
@@ -61,6 +106,8 @@ def compile_cpu(model_path, output, input_shape: str, aipp_conf, input_format: s
     if aipp is not None and aipp.out_hw != (shape[2], shape[3]):
         raise InputError(aipp_conf, f"AIPP output {aipp.out_hw[0]}x{aipp.out_hw[1]} does not match "
                                     f"--input_shape {shape[2]}x{shape[3]}")
+    if engine == "openvino":
+        return _write_openvino(model, aipp, shape, name, precision, out, outputs, log)
     model = fold_into_model(model, aipp, shape, input_name=name)
     with outputs:
         tmp = outputs.file(out)
@@ -76,6 +123,45 @@ def compile_cpu(model_path, output, input_shape: str, aipp_conf, input_format: s
     log(f"wrote {out}: input {name} " + (f"uint8 NHWC [{shape[0]},{aipp.src_h},{aipp.src_w},3] with AIPP "
                                          f"folded in" if aipp else f"float32 NCHW {shape}")
         + ", optimised by ONNX Runtime")
+    return out
+
+
+def _write_openvino(model: onnx.ModelProto, aipp: Aipp | None, shape: list[int], name: str, precision: str,
+                    out: Path, outputs: OutputSet, log: Log) -> Path:
+    """An OpenVINO IR: the batch fixed and the AIPP stage as OpenVINO's pre-processing, so its input is the OM's."""
+    import openvino as ov
+    from openvino.preprocess import PrePostProcessor
+    with tempfile.TemporaryDirectory(prefix=".ov.", dir=out.parent) as tmp:
+        fixed = Path(tmp) / "fixed.onnx"
+        onnx.save(fold_into_model(model, None, shape, input_name=name), str(fixed))
+        try:
+            ov_model = ov.convert_model(str(fixed))
+        except Exception as err:  # noqa: BLE001 - a conversion failure is one line
+            raise StageError(f"OpenVINO cannot convert the model: {first_line(err)}") from None
+    if aipp is not None:
+        ppp = PrePostProcessor(ov_model)
+        port = ppp.input(name)
+        port.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")) \
+            .set_shape([shape[0], aipp.src_h, aipp.src_w, 3])
+        port.model().set_layout(ov.Layout("NCHW"))
+        steps = port.preprocess().convert_element_type(ov.Type.f32)
+        if aipp.crop:
+            h0, w0, h, w = aipp.crop
+            steps.crop([0, h0, w0, 0], [shape[0], h0 + h, w0 + w, 3])
+        if aipp.swap_rb:
+            steps.reverse_channels()
+        # AIPP: (x - mean_chn - min_chn) * var_reci_chn; OpenVINO's scale divides, so 1 / var_reci_chn.
+        steps.mean([float(m + n) for m, n in zip(aipp.mean, aipp.min, strict=True)])
+        steps.scale([float(1.0 / v) for v in aipp.var_reci])
+        ov_model = ppp.build()
+    ov_model.set_rt_info(precision, [PRECISION_KEY])
+    with outputs, tempfile.TemporaryDirectory(prefix=".ov.", dir=out.parent) as tmp:
+        ov.save_model(ov_model, str(Path(tmp) / "model.xml"), compress_to_fp16=False)
+        os.replace(Path(tmp) / "model.xml", outputs.file(out))
+        os.replace(Path(tmp) / "model.bin", outputs.file(out.with_suffix(".bin")))
+    log(f"wrote {out} (+ {out.with_suffix('.bin').name}): OpenVINO IR, input {name} "
+        + (f"uint8 NHWC [{shape[0]},{aipp.src_h},{aipp.src_w},3] with AIPP as pre-processing" if aipp
+           else f"float32 NCHW {shape}") + f", inference precision {precision.upper()}")
     return out
 
 
@@ -95,6 +181,12 @@ def main(argv=None) -> int:
     p.add_argument("--soc_version", default=None,
                    help="atc only; default: the chip from `npu-smi info`, else Ascend310P3")
     p.add_argument("--log", default="error", help="atc log level (default: %(default)s)")
+    p.add_argument("--precision_mode", default=None,
+                   help="ATC's precision mode, passed to atc as given; on the OpenVINO engine force_fp16 / "
+                        "allow_fp32_to_fp16 / allow_mix_precision mean BF16 where the CPU has it, force_fp32 / "
+                        "must_keep_origin_dtype FP32 (default: not passed; FP32 on the CPU)")
+    p.add_argument("--engine", choices=ENGINES, default=None,
+                   help=f"CPU fallback engine (default: ${ENGINE_ENV}, else onnxruntime)")
     p.add_argument("--quiet", action="store_true", help="no log lines")
     args = p.parse_args(argv)
     log = Log(args.quiet, "compile")
@@ -109,7 +201,8 @@ def main(argv=None) -> int:
                    if getattr(args, k) != p.get_default(k)]
         if ignored:
             log(f"CPU fallback: {', '.join(ignored)} apply to atc only and are ignored")
-        compile_cpu(args.model, args.output, args.input_shape, args.insert_op_conf or None, args.input_format, log)
+        compile_cpu(args.model, args.output, args.input_shape, args.insert_op_conf or None, args.input_format, log,
+                    choose_engine(args.engine, log), args.precision_mode)
     return 0
 
 

@@ -68,14 +68,17 @@ PUBLISHED_310P3 = {
 EXIT_BAD_INPUT = 2
 
 
+COMPILED_SUFFIXES = (".om", ".onnx", ".xml")  # atc, the ONNX Runtime fallback, the OpenVINO fallback
+
+
 def compiled_model(prefix) -> Path:
-    """The model a run uses for a compiled-model prefix: ``{prefix}.om`` when atc wrote it last, else
-    ``{prefix}.onnx`` (the CPU fallback's). An ``.om`` left from an earlier Ascend run is not picked up by a
-    later CPU compile, since the CPU compile's ``.onnx`` is then the newer file."""
-    om, onnx_file = Path(f"{prefix}.om"), Path(f"{prefix}.onnx")
-    if om.is_file() and (not onnx_file.is_file() or om.stat().st_mtime >= onnx_file.stat().st_mtime):
-        return om
-    return onnx_file
+    """The model a run uses for a compiled-model prefix: whichever of ``{prefix}.om`` (atc), ``.onnx`` (ONNX
+    Runtime) and ``.xml`` (OpenVINO) the compile stage wrote last; ``.onnx`` when there is none. So an ``.om``
+    left from an earlier Ascend run is not picked up by a later CPU compile, nor an ``.xml`` by an ONNX one."""
+    found = [Path(f"{prefix}{s}") for s in COMPILED_SUFFIXES if Path(f"{prefix}{s}").is_file()]
+    if not found:
+        return Path(f"{prefix}.onnx")
+    return max(found, key=lambda p: (p.stat().st_mtime_ns, -COMPILED_SUFFIXES.index(p.suffix)))
 
 
 def shell_names() -> dict[str, str]:

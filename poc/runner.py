@@ -276,9 +276,9 @@ def print_summary(summary: dict, batch: int, display_all: bool = False) -> None:
 
 def run(opts: RunOptions, log: Log, show_summary: bool = True) -> dict:
     """Plan, read ahead, infer, write, summarise; returns the summary (what ``{dirname}_summary.json`` holds)."""
-    from .backends import OnnxRuntimeBackend, input_spec
+    from .backends import backend_for, input_spec
     opts.validate()
-    backend = OnnxRuntimeBackend().load(opts.model, opts.threads)
+    backend = backend_for(opts.model).load(opts.model, opts.threads)
     spec = input_spec(backend, opts.model, opts.batchsize)
     batch = opts.batchsize or spec.shape[0]
     log(f"model {opts.model}: input {spec.name} {spec.dtype} {list(spec.shape)}, runtime "
@@ -364,8 +364,8 @@ def summarise(opts: RunOptions, plan: Plan, batch: int, compute, h2d, written: W
         "batchsize": batch,
         "e2e": {"files": len(plan.files), "batches": len(compute), "wall_s": wall,
                 "images_per_s": images / wall if wall else 0.0},
-        "device": f"CPU ({backend.name()} {backend.version()}, CPUExecutionProvider): the NPU_* and H2D/D2H "
-                  "figures are CPU times (H2D = reading and batching the input files, D2H = writing outputs)",
+        "device": f"CPU ({backend.name()} {backend.version()}): the NPU_* and H2D/D2H figures are CPU times "
+                  "(H2D = reading and batching the input files, D2H = writing outputs)",
     }
 
 
@@ -385,7 +385,7 @@ def parser() -> argparse.ArgumentParser:
         prog="infer.sh", description="Stage 6: batch inference with ais_bench's arguments. An .om model runs "
         "python3 -m ais_bench with the arguments as given; an .onnx model runs on ONNX Runtime on the CPU with the "
         "same file layout.")
-    p.add_argument("--model", "-m", required=True, help=".om (ais_bench) or .onnx (CPU runner)")
+    p.add_argument("--model", "-m", required=True, help=".om (ais_bench), .onnx (ONNX Runtime) or .xml (OpenVINO)")
     p.add_argument("--input", "-i", default=None, help="folders or comma-separated .bin/.npy files; "
                                                        "none: pure inference")
     p.add_argument("--output", "-o", default=None, help="output root; none: outputs are not written")
@@ -427,9 +427,10 @@ def main(argv=None) -> int:
         raise InputError(model, "no such model file")
     if model.suffix == ".om":
         return ascend.run_ais_bench(model, ascend.ais_bench_args(argv), log)
-    if model.suffix != ".onnx":
-        raise InputError(model, "expected an .om (ais_bench) or .onnx (CPU) model")
-    log("backend: cpu (ONNX Runtime runner; the model is .onnx)")
+    if model.suffix not in (".onnx", ".xml"):
+        raise InputError(model, "expected an .om (ais_bench), .onnx (ONNX Runtime) or .xml (OpenVINO) model")
+    log(f"backend: cpu ({'OpenVINO' if model.suffix == '.xml' else 'ONNX Runtime'} runner; the model is "
+        f"{model.suffix})")
     run(opts, log)
     return 0
 
