@@ -3,6 +3,9 @@ predict): ONNX Runtime (the reference) and OpenVINO (the second engine, for ``.x
 an ONNX file is parsed. ``backend_for(model)`` picks the engine from the model file, as the runner does."""
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +77,20 @@ def native_bf16() -> bool:
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
+@contextlib.contextmanager
+def _native_stderr_dropped():
+    """Send what native code writes to file descriptor 2 to /dev/null for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class OpenVinoBackend:
     """OpenVINO on the CPU, for an IR (``.xml`` + ``.bin``) written by the compile stage. The inference precision
     is the one the IR asks for (rt_info ``poc_inference_precision``: f32 or bf16), FP32 when it asks nothing."""
@@ -89,9 +106,10 @@ class OpenVinoBackend:
         import openvino as ov
         core = ov.Core()
         try:
-            model = core.read_model(str(model_path))
-        except Exception as err:  # noqa: BLE001 - any load failure is one line about this file
-            raise InputError(model_path, f"OpenVINO cannot read it ({str(err).strip().splitlines()[0][:160]})") from None
+            with _native_stderr_dropped():  # the XML parser's C++ logging would print half a page
+                model = core.read_model(str(model_path))
+        except Exception:  # noqa: BLE001 - any load failure is one line about this file
+            raise InputError(model_path, "OpenVINO cannot read it (not an OpenVINO IR)") from None
         self.precision = model.get_rt_info([PRECISION_KEY]).astype(str) if model.has_rt_info([PRECISION_KEY]) else "f32"
         config = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY"}
         if threads:

@@ -193,6 +193,9 @@ def main(argv=None) -> int:
     if args.framework != "5":
         raise InputError("--framework", f"'{args.framework}': only 5 (ONNX) is supported")
     ascend.parse_input_shape(args.input_shape)
+    if args.insert_op_conf == AIPP_CFG and not Path(AIPP_CFG).exists():  # run outside the repository
+        args.insert_op_conf = str(Path(__file__).resolve().parents[1] / "aipp.conf")
+        log(f"no {AIPP_CFG} here: using the AIPP config that ships with the scripts, {args.insert_op_conf}")
     backend = ascend.choose("atc", ascend.on_path("atc"), log)
     if backend == "ascend":
         compile_ascend(args, log)
