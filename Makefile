@@ -39,4 +39,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf bin_data pic img_label.txt amct_bin_data models dst dst_summary.json dst_fp32 dst_fp32_summary.json \
-	       result.json result_fp32.json benchmark.json benchmark.png bench_out demo-data
+	       dst_bf16 dst_bf16_summary.json result.json result_fp32.json result_bf16.json benchmark.json benchmark.png bench_out demo-data

@@ -8,7 +8,7 @@ eval "$NAMES"
 
 usage() {
     cat <<'USAGE'
-usage: bash pipeline.sh [--demo] [--data DIR] [--checkpoint PTH] [--trust_checkpoint] [--quiet]
+usage: bash pipeline.sh [--demo] [--data DIR] [--checkpoint PTH] [--trust_checkpoint] [--engine E] [--quiet]
 
 Runs every stage with the README's default paths, stops at the first failing stage with its name and its
 exit code (2: bad input, 1: a stage or tool failed).
@@ -19,6 +19,8 @@ exit code (2: bad input, 1: a stage or tool failed).
   --checkpoint PTH   mmcls checkpoint (default: $CHECKPOINT, else the demo checkpoint, made when missing:
                      python -m poc.demo_model)
   --trust_checkpoint pass --trust_checkpoint to export_onnx.py
+  --engine E    CPU engine of the compile stage: onnxruntime (default, or $POC_ENGINE) or openvino; with
+                openvino the float model also runs at BF16 (ATC's force_fp16: the NPU's FP16 row), a third row
   --quiet       no progress bars
   -h, --help    this help
 USAGE
@@ -35,6 +37,7 @@ while [[ $# -gt 0 ]]; do
         --data) DATA="$2"; shift ;;
         --checkpoint) CKPT="$2"; shift ;;
         --trust_checkpoint) TRUST=(--trust_checkpoint) ;;
+        --engine) export POC_ENGINE="$2"; shift ;;
         --quiet) QUIET=(--quiet) ;;
         -h|--help) usage; exit 0 ;;
         *) echo "pipeline: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
@@ -96,6 +99,13 @@ stage compile-fp32 bash "$POC_ROOT/atc_convert.sh" --framework=5 --model="$MODEL
     --insert_op_conf="$POC_ROOT/aipp.conf" --enable_small_channel=1 --op_select_implmode=high_performance --log=error \
     "${QUIET[@]}"
 
+if [[ "${POC_ENGINE:-onnxruntime}" == openvino ]]; then
+    stage compile-bf16 bash "$POC_ROOT/atc_convert.sh" --framework=5 --model="$MODELS_DIR/$END2END_ONNX" \
+        --output="$COMPILED_BF16" --input_format=NCHW --input_shape="$INPUT_SHAPE" \
+        --insert_op_conf="$POC_ROOT/aipp.conf" --enable_small_channel=1 --op_select_implmode=high_performance \
+        --log=error --precision_mode=force_fp16 "${QUIET[@]}"
+fi
+
 # The runtime follows the model file: .om (atc) runs on ais_bench, .onnx (CPU fallback) on ONNX Runtime;
 # poc.config decides which one the compile stage wrote last (the same rule the summary and benchmark use).
 MODEL_INT8="$("$PYTHON" -m poc.config --compiled "$COMPILED_INT8")"
@@ -107,4 +117,11 @@ stage infer-fp32 bash "$POC_ROOT/infer.sh" --model "$MODEL_FP32" --input "$BIN_D
     --output_dirname "$DST_FP32" --outfmt TXT "${QUIET[@]}"
 stage postprocess-fp32 "$PYTHON" "$POC_ROOT/postprocess.py" "./$DST_FP32/" "$LABEL_FILE" ./ "$RESULT_FP32_JSON" \
     "${QUIET[@]}"
+if [[ "${POC_ENGINE:-onnxruntime}" == openvino ]]; then
+    MODEL_BF16="$("$PYTHON" -m poc.config --compiled "$COMPILED_BF16")"
+    stage infer-bf16 bash "$POC_ROOT/infer.sh" --model "$MODEL_BF16" --input "$BIN_DIR" --output ./ \
+        --output_dirname "$DST_BF16" --outfmt TXT "${QUIET[@]}"
+    stage postprocess-bf16 "$PYTHON" "$POC_ROOT/postprocess.py" "./$DST_BF16/" "$LABEL_FILE" ./ "$RESULT_BF16_JSON" \
+        "${QUIET[@]}"
+fi
 "$PYTHON" -m poc.summary --data "$DATA" --checkpoint "$CKPT"

@@ -94,6 +94,23 @@ def read_image_bins(bins_dir, labels_path, limit: int) -> tuple[np.ndarray, np.n
 
 # --- ais_bench's output files ----------------------------------------------------------------------------
 
+def find_outputs(result_dir) -> dict[str, Path]:
+    """{image stem: file} for output 0 of every image; summary JSON and foreign files are ignored."""
+    result_dir = Path(result_dir)
+    if not result_dir.is_dir():
+        raise InputError(result_dir, "no such result folder")
+    found: dict[str, Path] = {}
+    for path in result_dir.iterdir():
+        m = OUTPUT_NAME_RE.match(path.name)
+        if not m or int(m.group("index")) != 0 or not path.is_file():
+            continue
+        stem = m.group("stem")
+        if stem in found:
+            raise InputError(path, f"a second output for {stem} (also {found[stem].name})")
+        found[stem] = path
+    return found
+
+
 def format_txt(arr: np.ndarray) -> bytes:
     """ais_bench's TXT: one line per row of the last axis, each value printed ``%f`` (``%d`` for an integer
     output) and followed by a space. Formatted for the whole array at once (no per-value Python work)."""

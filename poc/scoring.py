@@ -14,27 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, OutputSet
-from .files import OUTPUT_NAME_RE, natural_key, read_labels, read_output_vector
+from .files import find_outputs, natural_key, read_labels, read_output_vector
 from .progress import Log
 
 TITLE = "Overall statistical evaluation"
-
-
-def find_outputs(result_dir) -> dict[str, Path]:
-    """{image stem: file} for output 0 of every image; summary JSON and foreign files are ignored."""
-    result_dir = Path(result_dir)
-    if not result_dir.is_dir():
-        raise InputError(result_dir, "no such result folder")
-    found: dict[str, Path] = {}
-    for path in result_dir.iterdir():
-        m = OUTPUT_NAME_RE.match(path.name)
-        if not m or int(m.group("index")) != 0 or not path.is_file():
-            continue
-        stem = m.group("stem")
-        if stem in found:
-            raise InputError(path, f"a second output for {stem} (also {found[stem].name})")
-        found[stem] = path
-    return found
 
 
 def score(result_dir, label_path, topk: int = 5, allow_missing: bool = False, log: Log | None = None) -> dict:

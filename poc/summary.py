@@ -5,20 +5,26 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 from .config import (
+    COMPILED_BF16,
     COMPILED_FP32,
     COMPILED_INT8,
+    DST_BF16,
     DST_FP32,
     DST_INT8,
     PUBLISHED_310P3,
     QUANT_SAVE_PATH,
     REPORT_SUFFIX,
+    RESULT_BF16_JSON,
     RESULT_FP32_JSON,
     RESULT_JSON,
     SUMMARY_SUFFIX,
     compiled_model,
 )
 from .errors import run_main
+from .files import find_outputs, read_output_vector
 
 
 def _load(path) -> dict | None:
@@ -26,24 +32,45 @@ def _load(path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def output_fidelity(folder, reference) -> tuple[float, float, int] | None:
+    """Top-1 agreement (%) and mean cosine of one run's outputs against another's, from their files."""
+    if not (Path(folder).is_dir() and Path(reference).is_dir()):
+        return None
+    a, b = find_outputs(folder), find_outputs(reference)
+    stems = sorted(set(a) & set(b))
+    if not stems:
+        return None
+    x = np.stack([read_output_vector(a[s]) for s in stems])
+    y = np.stack([read_output_vector(b[s]) for s in stems])
+    cos = (x * y).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1) + 1e-12)
+    return float((x.argmax(1) == y.argmax(1)).mean() * 100), float(cos.mean()), len(stems)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Print the pipeline summary from its output files.")
     p.add_argument("--result", default=RESULT_JSON)
     p.add_argument("--result_fp32", default=RESULT_FP32_JSON)
+    p.add_argument("--result_bf16", default=RESULT_BF16_JSON)
     p.add_argument("--infer_summary", default=f"{DST_INT8}{SUMMARY_SUFFIX}")
     p.add_argument("--infer_summary_fp32", default=f"{DST_FP32}{SUMMARY_SUFFIX}")
     p.add_argument("--quant_report", default=f"{QUANT_SAVE_PATH}{REPORT_SUFFIX}")
     p.add_argument("--data", default="", help="data set used (for the record)")
     p.add_argument("--checkpoint", default="", help="checkpoint used (for the record)")
     args = p.parse_args(argv)
-    int8, fp32 = _load(args.result), _load(args.result_fp32)
+    int8, fp32, bf16 = _load(args.result), _load(args.result_fp32), _load(args.result_bf16)
     s8, s32 = _load(args.infer_summary), _load(args.infer_summary_fp32)
+    s16 = _load(f"{DST_BF16}{SUMMARY_SUFFIX}")
+    bf16_model = compiled_model(COMPILED_BF16)
+    if bf16 is not None and not (bf16_model.is_file() and bf16_model.stat().st_mtime <= Path(args.result_bf16).stat().st_mtime
+                                 and compiled_model(COMPILED_FP32).stat().st_mtime <= bf16_model.stat().st_mtime):
+        bf16 = None  # a BF16 result from an earlier run with another model: not this run's
     rep = _load(args.quant_report)
     print("\n================ pipeline summary ================")
     if args.data or args.checkpoint:
         print(f"data: {args.data}   checkpoint: {args.checkpoint}")
     print(f"{'model':<22} {'top-1':>8} {'top-5':>8} {'img/s':>9} {'e2e img/s':>10}")
-    for name, res, summ in (("INT8 (bs24, AIPP)", int8, s8), ("FP32 (bs24, AIPP)", fp32, s32)):
+    for name, res, summ in (("INT8 (bs24, AIPP)", int8, s8), ("BF16 (bs24, AIPP)", bf16, s16),
+                            ("FP32 (bs24, AIPP)", fp32, s32)):
         if res is None:
             continue
         m = res["metrics"]
@@ -55,6 +82,11 @@ def main(argv=None) -> int:
         pub = PUBLISHED_310P3
         print(f"INT8 top-1 drop: {drop:+.2f} points on {int8['metrics']['num_images']} images "
               f"(published 310P3: {pub['fp16']['top1']} % FP16 -> {pub['int8']['top1']} % INT8)")
+    if bf16 is not None:
+        fid = output_fidelity(DST_BF16, DST_FP32)
+        if fid:
+            print(f"BF16 vs FP32 ({fid[2]} images): top-1 agreement {fid[0]:.2f} %, mean cosine {fid[1]:.5f} "
+                  f"(the CPU's counterpart of the 310P3's FP16 row)")
     if s8 and s32 and s32.get("throughput"):
         print(f"INT8 speed-up on the CPU: {s8['throughput'] / s32['throughput']:.2f}x (compute throughput of the "
               "whole inference run; `bash benchmark.sh` measures it properly)")
@@ -64,6 +96,7 @@ def main(argv=None) -> int:
               f"mean cosine {f['mean_cosine']:.5f}")
     print("files:")
     for what, path in (("INT8 model", compiled_model(COMPILED_INT8)), ("FP32 model", compiled_model(COMPILED_FP32)),
+                       ("BF16 model", bf16_model if bf16 is not None else Path("/nonexistent")),
                        ("INT8 outputs", f"{DST_INT8}/"), ("FP32 outputs", f"{DST_FP32}/"),
                        ("INT8 accuracy", args.result), ("FP32 accuracy", args.result_fp32),
                        ("quantization report", args.quant_report), ("inference summary", args.infer_summary)):
