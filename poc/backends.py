@@ -102,7 +102,8 @@ class OpenVinoBackend:
         import openvino as ov
         return ov.__version__.split("-")[0]
 
-    def load(self, model_path, threads: int = 0, spin: bool = True) -> OpenVinoBackend:
+    def load(self, model_path, threads: int = 0, spin: bool = True, precision: str | None = None) -> OpenVinoBackend:
+        """``model_path``: an IR (or an ONNX file, which OpenVINO reads too); ``precision`` overrides the IR's."""
         import openvino as ov
         core = ov.Core()
         try:
@@ -110,7 +111,8 @@ class OpenVinoBackend:
                 model = core.read_model(str(model_path))
         except Exception:  # noqa: BLE001 - any load failure is one line about this file
             raise InputError(model_path, "OpenVINO cannot read it (not an OpenVINO IR)") from None
-        self.precision = model.get_rt_info([PRECISION_KEY]).astype(str) if model.has_rt_info([PRECISION_KEY]) else "f32"
+        self.precision = precision or (model.get_rt_info([PRECISION_KEY]).astype(str)
+                                       if model.has_rt_info([PRECISION_KEY]) else "f32")
         config = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from . import ascend, runner
-from .backends import OnnxRuntimeBackend, input_spec
-from .compile import compile_cpu
+from .backends import backend_for, input_spec, native_bf16
+from .compile import ENGINE_SUFFIX, ENGINES, compile_cpu
 from .config import (
     AIPP_CFG,
     BATCH_SIZE,
@@ -34,6 +34,7 @@ from .config import (
     QUANT_SAVE_PATH,
     compiled_model,
 )
+from .cpu_rates import macs_per_image, peaks
 from .errors import InputError, atomic_file, run_main
 from .progress import Log
 from .runner import RunOptions
@@ -58,7 +59,7 @@ def interleaved(models: dict, loop: int, block: int, warmup: int, log: Log) -> d
     loaded = {}
     for name, path in models.items():
         # No spinning: a session's idle threads would otherwise spin through the other model's turn.
-        backend = OnnxRuntimeBackend().load(path, spin=False)
+        backend = backend_for(path).load(path, spin=False)
         spec = input_spec(backend, path, None)
         feed = {spec.name: np.zeros(spec.shape, spec.dtype)}
         for _ in range(warmup):
@@ -80,13 +81,39 @@ def interleaved(models: dict, loop: int, block: int, warmup: int, log: Log) -> d
     return {name: (times[name], loaded[name][2]) for name in models}
 
 
-def compiled_for_batch(source, batch: int, out_dir: Path, aipp) -> Path:
-    """``source`` compiled for ``batch``, kept in ``out_dir`` and re-made when the source is newer."""
-    out = out_dir / f"{Path(source).stem}_bs{batch}"
-    compiled = Path(f"{out}.onnx")
+def compiled_for_batch(source, batch: int, out_dir: Path, aipp, engine: str = "onnxruntime",
+                       precision_mode: str | None = None) -> Path:
+    """``source`` compiled for ``batch`` on ``engine``, kept in ``out_dir`` and re-made when the source is newer."""
+    tag = "" if engine == "onnxruntime" and precision_mode is None else f"_{engine}_{precision_mode or 'default'}"
+    out = out_dir / f"{Path(source).stem}{tag}_bs{batch}"
+    compiled = Path(f"{out}{ENGINE_SUFFIX[engine]}")
     if not compiled.is_file() or compiled.stat().st_mtime < Path(source).stat().st_mtime:
-        compile_cpu(source, out, f"{INPUT_NAME}:{batch},{IMAGE_CHANNELS},{IMAGE_HW},{IMAGE_HW}", aipp, log=Log(True))
+        compile_cpu(source, out, f"{INPUT_NAME}:{batch},{IMAGE_CHANNELS},{IMAGE_HW},{IMAGE_HW}", aipp, log=Log(True),
+                    engine=engine, precision_mode=precision_mode)
     return compiled
+
+
+def engine_of(path) -> str:
+    return "openvino" if Path(path).suffix == ".xml" else "onnxruntime"
+
+
+def engine_rows(engines, main_engine: str, int8_source, fp32_source, aipp, work: Path, log: Log) -> dict:
+    """Rows of the engines other than the main pair's, compiled from the sources at the batch of the pair:
+    {name: (path, engine, precision)}."""
+    rows = {}
+    for engine in engines:
+        if engine == main_engine:
+            continue
+        if not (Path(int8_source).is_file() and Path(fp32_source).is_file()):
+            log(f"{engine}: no source models ({int8_source}, {fp32_source}): its rows are left out")
+            continue
+        plan = [("int8", int8_source, None), ("fp32", fp32_source, "force_fp32")]
+        if engine == "openvino" and native_bf16():
+            plan.insert(1, ("bf16", fp32_source, "force_fp16"))
+        for precision, source, mode in plan:
+            rows[f"{engine} {precision}"] = (compiled_for_batch(source, BATCH_SIZE, work, aipp, engine, mode), engine,
+                                            precision)
+    return rows
 
 
 def cpu_name() -> str:
@@ -147,6 +174,11 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=BENCHMARK_JSON, help="results (default: %(default)s)")
     p.add_argument("--plot", default=BENCHMARK_PNG, help="throughput-by-batch plot, with --sweep (default: %(default)s)")
     p.add_argument("--work_dir", default=BENCH_DIR, help="sweep models and e2e outputs (default: %(default)s)")
+    p.add_argument("--engines", default=",".join(ENGINES),
+                   help="CPU: engines timed side by side; the other engine's models are compiled from --int8_source "
+                        "and --fp32_source into --work_dir (default: %(default)s)")
+    p.add_argument("--no_peaks", dest="peaks", action="store_false",
+                   help="CPU: skip measuring the CPU's multiply-add rates")
     p.add_argument("--quiet", action="store_true", help="no log lines (the table still prints)")
     args = p.parse_args(argv)
     for flag in ("loop", "batchsize", "block", "sweep_loop"):
@@ -164,9 +196,17 @@ def main(argv=None) -> int:
     for path in (model, Path(args.fp32_model)):
         if not path.is_file():
             raise InputError(path, "no such model file (run pipeline.sh, or atc_convert.sh, first)")
-    log(f"backend: cpu; {cpu_name()}; INT8 {model} vs FP32 {args.fp32_model}; {args.loop} runs each, "
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown:
+        raise InputError("--engines", f"{', '.join(unknown)}: not one of {', '.join(ENGINES)}")
+    rows = {"int8": (model, engine_of(model), "int8"), "fp32": (Path(args.fp32_model), engine_of(args.fp32_model), "fp32")}
+    rows.update(engine_rows(engines, engine_of(model), args.int8_source, args.fp32_source, args.aipp,
+                            Path(args.work_dir), log))
+    log(f"backend: cpu; {cpu_name()}; {len(rows)} models ({', '.join(rows)}); {args.loop} runs each, "
         f"alternating blocks of {args.block}")
-    timed = interleaved({"int8": model, "fp32": Path(args.fp32_model)}, args.loop, args.block, args.warmup_count, log)
+    timed = interleaved({name: path for name, (path, _, _) in rows.items()}, args.loop, args.block, args.warmup_count,
+                        log)
     result = {}
     for name, (ms, batch) in timed.items():
         if args.batchsize != batch:  # as in ais_bench, --batchsize is the batch the throughput is computed with
@@ -174,10 +214,26 @@ def main(argv=None) -> int:
                 f"{args.batchsize}, as ais_bench's does")
             batch = args.batchsize
         st = runner.stats(ms)
-        result[name] = row(st, batch)
+        result[name] = {"model": str(rows[name][0]), "engine": rows[name][1], "precision": rows[name][2],
+                        **row(st, batch)}
         if not args.quiet:
-            print(f"{name.upper()} {model if name == 'int8' else args.fp32_model}:")
+            print(f"{name.upper()} {rows[name][0]}:")
             runner.print_summary({"NPU_compute_time": st, "throughput": result[name]["throughput"]}, batch)
+    rates = {}
+    if args.peaks:
+        log("the CPU's multiply-add rates: a large matrix multiply and 1x1 convolution per precision and engine ...")
+        rates = peaks(sorted({engine for _, engine, _ in rows.values()}))
+    gmac = (macs_per_image(args.fp32_source, INPUT_NAME, (IMAGE_CHANNELS, IMAGE_HW, IMAGE_HW))
+            if Path(args.fp32_source).is_file() else None)
+    cpu_rate = {}  # the CPU's rate per precision: the best engine's
+    for by_precision in rates.values():
+        for precision, value in by_precision.items():
+            cpu_rate[precision] = max(cpu_rate.get(precision, 0.0), value)
+    for r in result.values():
+        if gmac:
+            r["gmac_per_s"] = r["throughput"] * gmac
+            if r["precision"] in cpu_rate:
+                r["of_cpu_rate"] = r["gmac_per_s"] / cpu_rate[r["precision"]]
     e2e_runs = []
     for r in range(args.repeats if args.e2e_input else 0):
         # The whole run over the files, then pure inference over as many batches, back to back: the
@@ -194,19 +250,29 @@ def main(argv=None) -> int:
     speedup = result["int8"]["throughput"] / result["fp32"]["throughput"]
     report = {"date": time.strftime("%Y-%m-%d"), "machine": {"cpu": cpu_name(), "python": platform.python_version()},
               "batch": result["int8"]["batch"], "loop": args.loop, "block": args.block, "cpu": result,
-              "int8_speedup": speedup, "ascend_310p3_published": PUBLISHED_310P3}
+              "int8_speedup": speedup, "gmac_per_image": gmac, "cpu_rates_gmac_per_s": rates,
+              "ascend_310p3_published": PUBLISHED_310P3}
     if e2e_runs:
         e2e = dict(sorted(e2e_runs, key=lambda x: x["ratio_to_pure"])[len(e2e_runs) // 2])
         e2e["ratio_runs"] = [round(x["ratio_to_pure"], 3) for x in e2e_runs]
         report["e2e_int8"] = e2e
 
-    print(f"\n{'model':<12} {'batch':>5} {'img/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
-    for name in ("int8", "fp32"):
-        r = result[name]
-        print(f"{'CPU ' + name.upper():<12} {r['batch']:>5} {r['throughput']:>9.1f} {r['latency_ms_p50']:>8.2f} "
-              f"{r['latency_ms_p99']:>8.2f}")
+    print(f"\n{'engine':<12} {'precision':<9} {'batch':>5} {'img/s':>9} {'GMAC/s':>8} {'of CPU rate':>11} "
+          f"{'p50 ms':>8} {'p99 ms':>8}")
+    for _name, r in sorted(result.items(), key=lambda kv: (kv[1]["precision"], -kv[1]["throughput"])):
+        frac = f"{r['of_cpu_rate'] * 100:>10.0f}%" if "of_cpu_rate" in r else f"{'-':>11}"
+        print(f"{r['engine']:<12} {r['precision'].upper():<9} {r['batch']:>5} {r['throughput']:>9.1f} "
+              f"{r.get('gmac_per_s', float('nan')):>8.0f} {frac} {r['latency_ms_p50']:>8.2f} {r['latency_ms_p99']:>8.2f}")
     for key, a in PUBLISHED_310P3.items():
-        print(f"{'310P3 ' + key.upper():<12} {a['batch']:>5} {a['throughput']:>9.0f} {'-':>8} {'-':>8}  (published)")
+        print(f"{'310P3':<12} {key.upper():<9} {a['batch']:>5} {a['throughput']:>9.0f} {'-':>8} {'-':>11} {'-':>8} "
+              f"{'-':>8}  (published)")
+    if rates:
+        print("the CPU's multiply-add rates (GMAC/s; the faster of a large matrix multiply and 1x1 convolution on "
+              "the same engine and threads; the best engine's is the CPU's): "
+              + "; ".join(f"{e} " + ", ".join(f"{p.upper()} {v:.0f}" for p, v in by.items()) for e, by in rates.items()))
+        if gmac:
+            print(f"{gmac:.3f} GMAC per image: the CPU's limits are "
+                  + ", ".join(f"{p.upper()} {v / gmac:.0f} img/s" for p, v in sorted(cpu_rate.items())))
     print(f"INT8 speed-up on the CPU: {speedup:.2f}x (310P3 published: "
           f"{PUBLISHED_310P3['int8']['throughput'] / PUBLISHED_310P3['fp16']['throughput']:.2f}x INT8 over FP16)")
     if e2e_runs:

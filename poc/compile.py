@@ -131,6 +131,7 @@ def _write_openvino(model: onnx.ModelProto, aipp: Aipp | None, shape: list[int],
     """An OpenVINO IR: the batch fixed and the AIPP stage as OpenVINO's pre-processing, so its input is the OM's."""
     import openvino as ov
     from openvino.preprocess import PrePostProcessor
+    outputs.file(out)  # makes the output folder (and checks it can be written) before the scratch folder goes there
     with tempfile.TemporaryDirectory(prefix=".ov.", dir=out.parent) as tmp:
         fixed = Path(tmp) / "fixed.onnx"
         onnx.save(fold_into_model(model, None, shape, input_name=name), str(fixed))

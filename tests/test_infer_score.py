@@ -315,8 +315,19 @@ def test_cpu_benchmark_table_json_e2e_and_sweep_plot(tmp_path, demo_workdir):
     assert report["e2e_int8"]["files"] == 30 and report["e2e_int8"]["ratio_to_pure"] > 0
     assert [r["batch"] for r in report["sweep"]["int8"]] == [1, 2]
     assert (tmp_path / "benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "INT8 speed-up on the CPU" in proc.stdout and "310P3 INT8" in proc.stdout
-    assert proc.stdout.count("[INFO] throughput 1000*batchsize.mean(24)") == 2  # the ais_bench-style summaries
+    assert "INT8 speed-up on the CPU" in proc.stdout and re.search(r"310P3 +INT8 +24 +14290", proc.stdout)
+    # both engines side by side (the other engine's rows compiled from the sources), as fractions of the CPU's rates
+    assert {"openvino int8", "openvino fp32"} <= set(report["cpu"])
+    assert report["cpu"]["openvino int8"]["engine"] == "openvino" and report["cpu"]["int8"]["engine"] == "onnxruntime"
+    rates = report["cpu_rates_gmac_per_s"]
+    assert set(rates) == {"onnxruntime", "openvino"} and all(v > 0 for by in rates.values() for v in by.values())
+    assert report["gmac_per_image"] == pytest.approx(1.298, abs=0.01)  # the network's own multiply-adds
+    r = report["cpu"]["openvino int8"]
+    best_int8 = max(by["int8"] for by in rates.values())
+    assert r["of_cpu_rate"] == pytest.approx(r["throughput"] * report["gmac_per_image"] / best_int8)
+    assert "the CPU's limits are" in proc.stdout
+    # the ais_bench-style summary of every model timed
+    assert proc.stdout.count("[INFO] throughput 1000*batchsize.mean(24)") == len(report["cpu"])
 
 
 def test_runner_failure_midway_keeps_previous_outputs_and_rerun_replaces(tmp_path):
