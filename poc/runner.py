@@ -25,7 +25,7 @@ import numpy as np
 
 from . import ascend
 from .config import SUMMARY_SUFFIX
-from .errors import InputError, OutputSet, first_line, run_main
+from .errors import InputError, OutputSet, ToolError, first_line, run_main
 from .files import OUTFMTS, OUTPUT_OWNED, format_txt, natural_key, write_output
 from .progress import Log
 
@@ -64,6 +64,17 @@ class RunOptions:
     quiet: bool = False
     argv: list[str] = field(default_factory=list)  # as given, for the summary's "args"
     npu_only: list[str] = field(default_factory=list)  # ais_bench flags given that do nothing on the CPU
+    files: list[str] | None = None  # a worker's share of the input files (instead of listing --input)
+
+    @property
+    def devices(self) -> list[int]:
+        try:
+            ids = [int(d) for d in str(self.device).split(",")]
+        except ValueError:
+            raise InputError("--device", f"'{self.device}': expected an id or a list such as 0,1") from None
+        if not ids or any(not 0 <= d <= 255 for d in ids) or len(set(ids)) != len(ids):
+            raise InputError("--device", f"'{self.device}': ids must be distinct, 0..255 (as in ais_bench)")
+        return ids
 
     def validate(self) -> None:
         if self.loop < 1:
@@ -128,10 +139,10 @@ def read_input(path: str, dtype: np.dtype) -> bytes:
 
 
 def plan_batches(opts: RunOptions, spec, log: Log) -> Plan:
-    if not opts.input:
+    if not opts.input and opts.files is None:
         log(f"pure inference: {opts.loop} loops of {opts.pure_data_type} input, {opts.warmup_count} warm-up")
         return Plan([], 1, spec.nbytes, [None] * opts.loop)
-    files = list_inputs(opts.input)
+    files = opts.files if opts.files is not None else list_inputs(opts.input)
     first = len(read_input(files[0], spec.dtype))
     if not first or spec.nbytes % first:
         raise InputError(files[0], f"{first} bytes does not divide the model input's {spec.nbytes} bytes "
@@ -274,8 +285,9 @@ def print_summary(summary: dict, batch: int, display_all: bool = False) -> None:
 
 # --- the run -------------------------------------------------------------------------------------------------
 
-def run(opts: RunOptions, log: Log, show_summary: bool = True) -> dict:
-    """Plan, read ahead, infer, write, summarise; returns the summary (what ``{dirname}_summary.json`` holds)."""
+def run(opts: RunOptions, log: Log, show_summary: bool = True, ready=None) -> dict:
+    """Plan, read ahead, infer, write, summarise; returns the summary (what ``{dirname}_summary.json`` holds).
+    ``ready()``, when given, is called after the warm-up and before the timed run (the workers' start line)."""
     from .backends import backend_for, input_spec
     opts.validate()
     backend = backend_for(opts.model).load(opts.model, opts.threads)
@@ -296,6 +308,8 @@ def run(opts: RunOptions, log: Log, show_summary: bool = True) -> dict:
 
     for _ in range(opts.warmup_count):  # not counted
         backend.predict({spec.name: np.zeros(spec.shape, spec.dtype)})
+    if ready is not None:
+        ready()
 
     read_q: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
     write_q: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES * 2)
@@ -311,7 +325,7 @@ def run(opts: RunOptions, log: Log, show_summary: bool = True) -> dict:
             t.start()
         bar = log.bar(total=len(plan.files) if plan.files else len(plan.groups), desc="infer",
                       unit="img" if plan.files else "loop")
-        start = time.perf_counter()
+        start, start_time = time.perf_counter(), time.time()
         try:
             while (item := read_q.get()) is not None:
                 loops = opts.loop if item.group is not None else 1  # --loop with --input runs every batch N times
@@ -335,7 +349,7 @@ def run(opts: RunOptions, log: Log, show_summary: bool = True) -> dict:
         wall = time.perf_counter() - start
         if errors:
             raise errors[0]
-        summary = summarise(opts, plan, batch, compute, h2d, written, wall, backend)
+        summary = summarise(opts, plan, batch, compute, h2d, written, wall, backend, (start_time, time.time()))
         if summary_path:
             import json
             Path(outputs.file(summary_path)).write_text(json.dumps(summary))
@@ -350,7 +364,8 @@ def run(opts: RunOptions, log: Log, show_summary: bool = True) -> dict:
     return summary
 
 
-def summarise(opts: RunOptions, plan: Plan, batch: int, compute, h2d, written: Written, wall: float, backend) -> dict:
+def summarise(opts: RunOptions, plan: Plan, batch: int, compute, h2d, written: Written, wall: float, backend,
+              start_end: tuple[float, float] = (0.0, 0.0)) -> dict:
     """ais_bench's summary (its keys in its order), then the CPU runner's additions."""
     st = stats(compute)
     images = len(plan.files) * opts.loop if plan.files else len(compute) * batch
@@ -362,11 +377,74 @@ def summarise(opts: RunOptions, plan: Plan, batch: int, compute, h2d, written: W
         "npu_compute_time_list": list(compute),
         "pid": os.getpid(),
         "batchsize": batch,
+        "start_time": start_end[0], "end_time": start_end[1],
         "e2e": {"files": len(plan.files), "batches": len(compute), "wall_s": wall,
                 "images_per_s": images / wall if wall else 0.0},
         "device": f"CPU ({backend.name()} {backend.version()}): the NPU_* and H2D/D2H figures are CPU times "
                   "(H2D = reading and batching the input files, D2H = writing outputs)",
     }
+
+
+# --- several devices: one worker process each, as ais_bench runs one process per NPU ------------------------
+
+def _worker(index: int, opts: RunOptions, barrier, results) -> None:
+    try:
+        summary = run(opts, Log(True), show_summary=False, ready=lambda: barrier.wait(timeout=600))
+        results.put((index, summary["throughput"], summary["start_time"], summary["end_time"], None))
+    except BaseException as err:  # noqa: BLE001 - reported by the parent as one line
+        barrier.abort()
+        results.put((index, None, None, None, (type(err).__name__, str(err))))
+
+
+def run_devices(opts: RunOptions, log: Log) -> float:
+    """``--device 0,1``: one worker process per device id, each with its share of the cores and a contiguous share
+    of the batches, outputs in ``{output_dirname}/device{id}/`` with ``device{id}_summary.json`` (ais_bench's
+    layout); the workers start timing together. Prints ais_bench's per-device and summary throughput lines."""
+    import multiprocessing
+
+    from .backends import backend_for, input_spec
+    opts.validate()
+    devices = opts.devices
+    spec = input_spec(backend_for(opts.model).load(opts.model, 1), opts.model, opts.batchsize)
+    plan = plan_batches(opts, spec, Log(True))
+    shares: list[list[str] | None] = [None] * len(devices)
+    if plan.files:
+        groups = plan.groups
+        per = -(-len(groups) // len(devices))
+        shares = [[f for g in groups[i * per:(i + 1) * per] for f in g] for i in range(len(devices))]
+    dirname = opts.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S")
+    if opts.output is not None:
+        OutputSet({"--output/--output_dirname": os.path.join(opts.output, dirname)},
+                  {"--model": opts.model, **{f"--input {p}": p for p in (opts.input or "").split(",") if p.strip()}})
+    threads = opts.threads or max(1, len(os.sched_getaffinity(0)) // len(devices))
+    log(f"{len(devices)} workers (devices {opts.device}), {threads} threads each"
+        + (f", {', '.join(str(len(s)) for s in shares)} files" if plan.files else ""))
+    active = [i for i in range(len(devices)) if not plan.files or shares[i]]  # fewer batches than devices: idle ones
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(len(active)), ctx.Queue()
+    workers = []
+    for i in active:
+        w = RunOptions(**{**vars(opts), "device": str(devices[i]), "threads": threads, "quiet": True,
+                          "files": shares[i], "output_dirname": f"device{devices[i]}",
+                          "output": os.path.join(opts.output, dirname) if opts.output is not None else None})
+        workers.append(ctx.Process(target=_worker, args=(i, w, barrier, results), daemon=True))
+    for p in workers:
+        p.start()
+    got = [results.get() for _ in workers]
+    for p in workers:
+        p.join()
+    failed = [g for g in got if g[4] is not None]
+    if failed:
+        name, message = failed[0][4]
+        if name == "InputError":
+            raise InputError(message.split(": ", 1)[0], message.split(": ", 1)[-1])
+        raise ToolError(f"worker {failed[0][0]} (device {devices[failed[0][0]]}) failed: {name}: {message}")
+    total = 0.0
+    for index, throughput, start, end, _ in got:
+        print(f"i:{index} device_{devices[index]} throughput:{throughput} start_time:{start} end_time:{end}")
+        total += throughput
+    print(f"[INFO] summary throughput:{total}", flush=True)
+    return total
 
 
 # --- command line ----------------------------------------------------------------------------------------
@@ -395,7 +473,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup_count", type=int, default=1, help="warm-up runs, not counted (default: 1)")
     p.add_argument("--batchsize", type=int, default=None,
                    help="the batch in the throughput line (as ais_bench); also fixes a dynamic-batch .onnx's batch")
-    p.add_argument("--device", "-d", default="0", help="NPU id(s), e.g. 0 or 0,1 (CPU: ignored) (default: 0)")
+    p.add_argument("--device", "-d", default="0",
+                   help="NPU id, or ids such as 0,1: one process per device, as ais_bench (CPU: one worker per id, "
+                        "each with its share of the cores and of the batches) (default: 0)")
     p.add_argument("--pure_data_type", choices=("zero", "random"), default="zero",
                    help="pure-inference input (default: zero)")
     p.add_argument("--display_all_summary", type=str2bool, default=False,
@@ -412,8 +492,6 @@ def parser() -> argparse.ArgumentParser:
 def options(argv: list[str]) -> RunOptions:
     args = parser().parse_args(argv)
     given = [flag for flag in NPU_ONLY_FLAGS if getattr(args, flag[2:]) is not None]
-    if args.device != "0":
-        given.append(f"--device {args.device}")
     kept = {k: v for k, v in vars(args).items() if f"--{k}" not in NPU_ONLY_FLAGS}
     return RunOptions(**kept, argv=[sys.argv[0], *argv], npu_only=given)
 
@@ -431,7 +509,10 @@ def main(argv=None) -> int:
         raise InputError(model, "expected an .om (ais_bench), .onnx (ONNX Runtime) or .xml (OpenVINO) model")
     log(f"backend: cpu ({'OpenVINO' if model.suffix == '.xml' else 'ONNX Runtime'} runner; the model is "
         f"{model.suffix})")
-    run(opts, log)
+    if len(opts.devices) > 1:
+        run_devices(opts, log)
+    else:
+        run(opts, log)
     return 0
 
 

@@ -3,6 +3,7 @@ or the new outputs, hostile files get one line and exit 2; and the runner writes
 import json
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -332,9 +333,9 @@ def test_every_ais_bench_flag_is_accepted_and_handed_on_unchanged(tmp_path):
     # the CPU runner accepts them too and says which do nothing on a CPU
     model = tiny_model(tmp_path / "m.onnx")
     write_bins(tmp_path / "bin_data", 5)
-    cpu_flags = [f for f in flags if f not in ("1", "--output_batchsize_axis")]
+    cpu_flags = [f for f in flags if f not in ("1", "--output_batchsize_axis", "--device", "0,1")]
     proc = run_script(["infer.sh", "--model", str(model), "--input", "bin_data", *cpu_flags], cwd=tmp_path)
-    assert "do nothing on the CPU: --debug, --run_mode," in proc.stdout and "--device 0,1" in proc.stdout
+    assert "do nothing on the CPU: --debug, --run_mode," in proc.stdout
     assert "[INFO] H2D_latency (ms)" in proc.stdout and "[INFO] D2H_latency (ms)" in proc.stdout
 
 
@@ -375,3 +376,26 @@ def test_output_batchsize_axis_splits_outputs_on_that_axis(tmp_path):
                 "--outfmt", "NPY", "--output_batchsize_axis", "1", "--quiet"], cwd=tmp_path)
     got = np.load(tmp_path / "o" / "d" / "img5_0.npy")
     assert got.shape == (100, 1) and np.array_equal(got[:, 0], images[5].reshape(-1)[:100])
+
+
+def test_multi_device_workers_write_what_one_worker_writes(tmp_path):
+    model = tiny_model(tmp_path / "m.onnx")
+    write_bins(tmp_path / "in", 75)  # 4 batches: 2 each
+    run_script(["infer.sh", "--model", str(model), "--input", "in", "--output", "one", "--output_dirname", "d",
+                "--outfmt", "TXT", "--quiet"], cwd=tmp_path)
+    proc = run_script(["infer.sh", "--model", str(model), "--input", "in", "--output", "two", "--output_dirname", "d",
+                       "--outfmt", "TXT", "--device", "0,1"], cwd=tmp_path)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("i:")]
+    assert len(lines) == 2 and all(re.fullmatch(r"i:[01] device_[01] throughput:[\d.e+-]+ start_time:[\d.]+ "
+                                                 r"end_time:[\d.]+", ln) for ln in lines)
+    total = float(re.search(r"\[INFO\] summary throughput:([\d.e+-]+)", proc.stdout).group(1))
+    assert total == pytest.approx(sum(float(ln.split("throughput:")[1].split()[0]) for ln in lines))
+    single = {p.name: p.read_bytes() for p in (tmp_path / "one" / "d").iterdir()}
+    multi = {p.name: p.read_bytes() for dev in ("device0", "device1") for p in (tmp_path / "two" / "d" / dev).iterdir()}
+    assert multi == single and len(single) == 75
+    assert sorted(os.listdir(tmp_path / "two" / "d" / "device0")) == sorted(f"img{i}_0.txt" for i in range(48))
+    for dev in (0, 1):  # ais_bench's summary per device, beside its folder
+        s = json.loads((tmp_path / "two" / "d" / f"device{dev}_summary.json").read_text())
+        assert s["NPU_compute_time"]["count"] == 2 and len(s["filesinfo"]) == (48 if dev == 0 else 27)
+    proc = run_script(["infer.sh", "--model", str(model), "--device", "0,0"], cwd=tmp_path, check=False)
+    _one_line_exit_2(proc, "--device")
