@@ -4,12 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test lint demo bench clean
+.PHONY: help venv test lint demo bench clean mmdeploy-venv test-mmdeploy
 
 help:
 	@echo "make demo   - run the whole pipeline (real ./cifar-100-python if present, else the built-in demo set)"
 	@echo "make test   - create .venv, install requirements, run the test suite"
 	@echo "make lint   - ruff over the scripts, poc/ and tests/"
+	@echo "make mmdeploy-venv  - the optional mmdeploy exporter's own venv (.venv-mmdeploy, requirements-mmdeploy.txt)"
+	@echo "make test-mmdeploy  - the mmdeploy-vs-native export tests, in that venv (CI runs it)"
 	@echo "make bench  - benchmarks (preprocess speed, CPU throughput INT8 vs FP32)"
 	@echo "make clean  - remove pipeline outputs (keeps .venv)"
 
@@ -36,6 +38,25 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m poc.bench_stages
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash benchmark.sh --sweep --e2e_input bench_out/stages/bin_data
+
+# The OpenMMLab stack pins protobuf<=3.20.2 (so onnx 1.17, onnxruntime 1.26) and needs torchvision, which does not
+# import beside the torch pin: it gets its own venv, torch's CPU wheel and an import-only torchvision stand-in.
+MMD_VENV := .venv-mmdeploy
+MMD_STAMP := $(MMD_VENV)/.installed
+
+$(MMD_STAMP): requirements-mmdeploy.txt tools/torchvision_stub/torchvision/__init__.py
+	python3 -m venv $(MMD_VENV)
+	$(MMD_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(MMD_VENV)/bin/python -m pip install --quiet -r requirements-mmdeploy.txt
+	echo "$(CURDIR)/tools/torchvision_stub" > "$$($(MMD_VENV)/bin/python -c 'import site; print(site.getsitepackages()[0])')/torchvision_stub.pth"
+	$(MMD_VENV)/bin/python -c "import mmdeploy, mmpretrain, torch; print('mmdeploy', mmdeploy.__version__, 'torch', torch.__version__)"
+	touch $(MMD_STAMP)
+
+mmdeploy-venv: $(MMD_STAMP)
+
+test-mmdeploy: $(MMD_STAMP)
+	POC_REQUIRE_MMDEPLOY=1 PYTHON="$(CURDIR)/$(MMD_VENV)/bin/python" $(MMD_VENV)/bin/python -m pytest -q -p no:cacheprovider \
+	    tests/test_model_export.py -k mmdeploy
 
 clean:
 	rm -rf bin_data pic img_label.txt amct_bin_data models dst dst_summary.json dst_fp32 dst_fp32_summary.json \

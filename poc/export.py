@@ -8,8 +8,11 @@ and compared with PyTorch on ONNX Runtime before it is renamed into place.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -19,7 +22,7 @@ import torch
 
 from .backends import OnnxRuntimeBackend
 from .config import IMAGE_CHANNELS, IMAGE_HW, INPUT_NAME, MEAN_RGB_255, ONNX_OPSET, OUTPUT_NAME, STD_RGB_255
-from .errors import InputError, StageError, atomic_path
+from .errors import InputError, StageError, atomic_path, first_line
 from .model import ImageClassifier
 from .progress import Log
 
@@ -73,18 +76,58 @@ def export_native(model: ImageClassifier, path) -> None:
     torchscript_export(model, str(path), ONNX_OPSET, OUTPUT_NAME, DYNAMIC_AXES)
 
 
-def export_mmdeploy(checkpoint, model_config, path) -> None:  # pragma: no cover - needs the OpenMMLab stack
-    """mmdeploy's ``torch2onnx`` with the deploy config above, as ``tools/deploy.py`` runs it."""
-    from mmdeploy.apis import torch2onnx
-    from mmengine import Config
+@contextlib.contextmanager
+def _torchscript_exporter_by_default():
+    """torch >= 2.9 makes ``torch.onnx.export`` default to the dynamo exporter; mmdeploy 1.3.1 calls it without
+    ``dynamo`` and needs the TorchScript one. For the block, a call that does not choose gets ``dynamo=False``."""
+    real = torch.onnx.export
+
+    def export(*args, **kwargs):
+        kwargs.setdefault("dynamo", False)
+        return real(*args, **kwargs)
+    torch.onnx.export = export
+    try:
+        yield
+    finally:
+        torch.onnx.export = real
+
+
+def export_mmdeploy(model: ImageClassifier, model_config, path) -> None:
+    """mmdeploy's ``torch2onnx`` with the deploy config above, as ``tools/deploy.py`` runs it, on a weights-only copy
+    of the checkpoint (the model given was loaded by us, with ``--trust_checkpoint`` if it needed it, so mmdeploy's
+    own ``torch.load`` never has to trust the file). Everything mmdeploy writes stays in a scratch folder."""
+    try:
+        from mmdeploy.apis import torch2onnx
+        from mmdeploy.apis.core import PIPELINE_MANAGER
+        from mmengine import Config
+    except Exception as err:  # noqa: BLE001 - a broken OpenMMLab install is one line
+        raise ExportError(f"mmdeploy cannot be imported: {first_line(err)}") from None
     if model_config is None:
         import mmpretrain
         model_config = Path(mmpretrain.__file__).parent / ".mim" / "configs" / MMPRETRAIN_CONFIG
     path = Path(path)
-    deploy_cfg = Config(dict(MMDEPLOY_DEPLOY_CFG, onnx_config=dict(MMDEPLOY_DEPLOY_CFG["onnx_config"],
-                                                                   save_file=path.name)))
+    deploy_cfg = Config(MMDEPLOY_DEPLOY_CFG)
     img = np.zeros((IMAGE_HW, IMAGE_HW, IMAGE_CHANNELS), np.uint8)
-    torch2onnx(img, str(path.parent), path.name, deploy_cfg, str(model_config), str(checkpoint), device="cpu")
+    with tempfile.TemporaryDirectory(prefix=".mmdeploy.", dir=path.parent) as work:
+        weights = Path(work) / "weights.pth"
+        torch.save({"meta": {}, "state_dict": model.state_dict()}, weights)
+        # the config's class count is CIFAR-100's; the checkpoint's decides (else mmengine loads a mismatched
+        # head non-strictly and exports random weights)
+        model_cfg = Config.fromfile(str(model_config))
+        model_cfg.model.head.num_classes = int(model.head.fc.out_features)
+        model_config = Path(work) / "model_config.py"
+        model_cfg.dump(str(model_config))
+        PIPELINE_MANAGER.enable_multiprocess(False, [torch2onnx])  # in this process, where dynamo=False holds
+        try:
+            with _torchscript_exporter_by_default():
+                # mmdeploy writes <work_dir>/<save_file without its extension>.onnx
+                torch2onnx(img, work, "end2end.onnx", deploy_cfg, str(model_config), str(weights), device="cpu")
+        except Exception as err:  # noqa: BLE001 - any mmdeploy failure is one line, and nothing is left behind
+            raise ExportError(f"mmdeploy's torch2onnx failed: {type(err).__name__}: {first_line(err)}") from None
+        written = Path(work) / "end2end.onnx"
+        if not written.is_file():
+            raise ExportError(f"mmdeploy's torch2onnx wrote no {written.name}")
+        os.replace(written, path)
 
 
 def add_metadata(path, meta: dict) -> None:
@@ -112,7 +155,7 @@ def export_onnx(model: ImageClassifier, out_path, checkpoint_desc: str, exporter
     out_path = Path(out_path)
     with atomic_path(out_path) as tmp:
         if exporter == "mmdeploy":
-            export_mmdeploy(checkpoint, model_config, tmp)
+            export_mmdeploy(model, model_config, tmp)
         else:
             export_native(model, tmp)
         num_classes = int(model.head.fc.out_features)

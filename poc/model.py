@@ -33,10 +33,10 @@ class Bottleneck(nn.Module):
                 nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch))
 
     def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)  # after conv3, as mmcls: the same node order
         return self.relu(out + identity)
 
 
@@ -82,8 +82,9 @@ class ImageClassifier(nn.Module):
         self.softmax = softmax
 
     def features(self, x):
-        pooled = self.neck(self.backbone(x))
-        return pooled.view(pooled.size(0), -1)  # as mmcls's neck does, so the graphs match
+        # mmcls's neck reshapes with view(n, -1); mmdeploy rewrites that to a flatten, and end2end.onnx is what
+        # mmdeploy writes: one Flatten node instead of Shape/Gather/Unsqueeze/Concat/Reshape
+        return torch.flatten(self.neck(self.backbone(x)), 1)
 
     def forward(self, x):
         logits = self.head(self.features(x))
