@@ -24,15 +24,19 @@ def main():
     p.add_argument("--batch_size", type=int, default=config.BATCH_SIZE, help="images per file (default: %(default)s)")
     p.add_argument("--batch_num", type=int, default=None,
                    help=f"number of files (default: batch_num of {config.QUANT_CFG})")
-    p.add_argument("--config", default=config.QUANT_CFG, help="calibration config giving the default batch_num")
+    p.add_argument("--config", default=None,
+                   help=f"calibration config giving the default batch_num (default: {config.QUANT_CFG}, else the one "
+                        "that ships with the scripts)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress or log lines")
     args = p.parse_args()
     log = Log(args.quiet, "calib-data")
     if args.batch_num is None:
-        if args.config == config.QUANT_CFG and not Path(args.config).exists():
-            args.config = str(Path(__file__).resolve().parent / "quant.cfg")  # run outside the repository
-            log(f"no {config.QUANT_CFG} here: using the default config that ships with the scripts, {args.config}")
+        if args.config is None:
+            args.config = config.QUANT_CFG
+            if not Path(args.config).exists():  # run outside the repository
+                args.config = str(Path(__file__).resolve().parent / "quant.cfg")
+                log(f"no {config.QUANT_CFG} here: using the default config that ships with the scripts, {args.config}")
         args.batch_num = parse_quant_cfg(args.config).batch_num
         log(f"batch_num {args.batch_num} from {args.config}")
     if args.batch_size < 1 or args.batch_num < 1:
