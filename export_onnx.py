@@ -9,13 +9,15 @@ from pathlib import Path
 from poc import config
 from poc.checkpoint import TRUST_FLAG, build_model
 from poc.errors import run_main
-from poc.export import ExportError, choose_exporter, export_onnx, random_model, require_checkpoint
+from poc.export import ExportError, choose_exporter, export_ms, export_onnx, random_model, require_checkpoint
 from poc.progress import Log
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default=None, help="mmcls / mmpretrain checkpoint (.pth)")
+    p.add_argument("--model", default=None, metavar="FILE.ms",
+                   help="a MindSpore Lite model (.ms, Lite 1.0/1.1 schema) to translate instead of a checkpoint")
     p.add_argument("--work-dir", "--work_dir", dest="work_dir", default=config.MODELS_DIR,
                    help="output folder (default: %(default)s)")
     p.add_argument("--output", default=config.END2END_ONNX, help="file name in --work-dir (default: %(default)s)")
@@ -32,6 +34,11 @@ def main():
     p.add_argument("--quiet", action="store_true", help="no log lines")
     args = p.parse_args()
     log = Log(args.quiet, "export")
+    if args.model is not None:
+        if args.checkpoint is not None or args.random_init:
+            p.error("--model (a .ms file) replaces --checkpoint / --random_init")
+        export_ms(args.model, Path(args.work_dir) / args.output, log)
+        return
     require_checkpoint(args.checkpoint, args.random_init, args.seed)
     if args.random_init:
         model, desc = random_model(args.num_classes, args.seed), f"random_init seed {args.seed}"

@@ -198,3 +198,58 @@ def require_checkpoint(checkpoint, random_init: bool, seed):
                                          "--random_init --seed N for random weights")
     if random_init and seed is None:
         raise InputError("--random_init", "needs --seed N, so the random weights can be reproduced")
+
+
+# --- MindSpore Lite .ms -> end2end.onnx -------------------------------------------------------------------------
+
+def published_verdict(path) -> str:
+    """Whether ``path`` is byte for byte a published asset (by its sha256)."""
+    import hashlib
+
+    from .config import PUBLISHED_ASSETS_SHA256
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    if digest in PUBLISHED_ASSETS_SHA256.values():
+        name = next(k for k, v in PUBLISHED_ASSETS_SHA256.items() if v == digest)
+        return f"sha256 {digest[:16]}...: matches the published asset {name}"
+    return f"sha256 {digest[:16]}...: differs from every published asset"
+
+
+def export_ms(ms_path, out_path, log: Log | None = None, samples: int = 2, seed: int = 0) -> Path:
+    """A MindSpore Lite model as ``end2end.onnx``: read (bounds-checked), translated, checked with the ONNX checker
+    and verified against the reader's own op-by-op numpy run (max |diff| <= PARITY_TOLERANCE) before it appears."""
+    from .ms_lite import read_ms
+    from .ms_onnx import evaluate, to_onnx
+    log = log or Log(stage="export")
+    graph = read_ms(ms_path)
+    log(f"{ms_path}: MindSpore Lite ({graph.identifier or 'no identifier'}, {graph.version or 'no version'}), "
+        f"{len(graph.nodes)} nodes, {len(graph.tensors)} tensors; {published_verdict(ms_path)}")
+    model = to_onnx(graph)
+    h, w = (d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[2:])
+    num_classes = model.graph.output[0].type.tensor_type.shape.dim[1].dim_value
+    out_path = Path(out_path)
+    with atomic_path(out_path) as tmp:
+        model.metadata_props.add(key="source_model", value=str(Path(ms_path).resolve()))
+        model.metadata_props.add(key="exporter", value="poc.ms_onnx (MindSpore Lite .ms)")
+        model.metadata_props.add(key="num_classes", value=str(num_classes))
+        onnx.save(model, str(tmp))
+        try:
+            onnx.checker.check_model(str(tmp), full_check=True)
+        except onnx.checker.ValidationError as err:
+            raise ExportError(f"onnx.checker rejected the translated graph: {first_line(err)}") from None
+        x = np.random.default_rng(seed).standard_normal((samples, 3, h, w)).astype(np.float32)
+        got = OnnxRuntimeBackend().load(tmp).predict({INPUT_NAME: x})[0]
+        want = []
+        for i in range(samples):
+            y = evaluate(graph, x[i:i + 1].transpose(0, 2, 3, 1))[graph.outputs[0]][0]
+            if not any(n.op == "SoftMax" and n.outputs[0] == graph.outputs[0] for n in graph.nodes):
+                y = np.exp(y - y.max()) / np.exp(y - y.max()).sum()
+            want.append(y)
+        diff = float(np.abs(got - np.stack(want)).max())
+        log(f"parity ONNX Runtime vs the .ms graph run op by op (batch {samples}): max abs diff {diff:.2e} "
+            f"(tolerance {PARITY_TOLERANCE:g}) {'ok' if diff <= PARITY_TOLERANCE else 'FAILED'}")
+        if not diff <= PARITY_TOLERANCE:
+            raise ExportError(f"the translation differs from the .ms graph by {diff:.2e} > {PARITY_TOLERANCE:g}; "
+                              f"{out_path} not written")
+    log(f"wrote {out_path}: opset {ONNX_OPSET}, {len(model.graph.node)} nodes, input {INPUT_NAME} [batch,3,{h},{w}], "
+        f"output {OUTPUT_NAME} [batch,{num_classes}]")
+    return out_path

@@ -320,6 +320,13 @@ def write_ms(graph: LiteGraph, path, identifier: bool | None = None) -> Path:
             if t.data is not None else None
         dims = _int_vector(b, t.dims, "i")
         name = b.CreateString(t.name) if t.name and graph.identifier else None
+        quant = None
+        if getattr(t, "quant_scale", None) is not None:  # a quantized tensor (only to test that it is refused)
+            b.StartObject(2)
+            b.PrependFloat64Slot(0, float(t.quant_scale), 0.0)
+            b.PrependInt32Slot(1, 0, 1)
+            q = b.EndObject()
+            quant = _offset_vector(b, [q])
         b.StartObject(10)
         b.PrependInt32Slot(0, t.node_type, 0)
         b.PrependInt32Slot(1, _TYPE_IDS[np.dtype(t.dtype)], 0)
@@ -327,6 +334,8 @@ def write_ms(graph: LiteGraph, path, identifier: bool | None = None) -> Path:
         b.PrependInt32Slot(3, _FORMAT_IDS[t.format], 0)
         if data is not None:
             b.PrependUOffsetTRelativeSlot(6, data, 0)
+        if quant is not None:
+            b.PrependUOffsetTRelativeSlot(7, quant, 0)
         if name is not None:
             b.PrependUOffsetTRelativeSlot(9, name, 0)
         tensor_offsets.append(b.EndObject())

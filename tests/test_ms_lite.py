@@ -1,0 +1,203 @@
+"""MindSpore Lite .ms models: files as the 1.0 / 1.1 converters wrote them (made here by the project's writer),
+read back, translated to end2end.onnx and checked against PyTorch; every malformed file is one line and exit 2."""
+import copy
+import hashlib
+import io
+import re
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from conftest import run_script
+from onnx import TensorProto, helper, numpy_helper
+
+from poc import ms_lite
+from poc.backends import OnnxRuntimeBackend
+from poc.export import torchscript_export
+from poc.ms_lite import read_ms, write_ms
+from poc.ms_onnx import evaluate, from_onnx, to_onnx
+from poc.plain_resnet import PlainResNet50
+
+
+def _one_line_exit_2(proc, *needles):
+    assert proc.returncode == 2, (proc.returncode, proc.stdout[-500:], proc.stderr)
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def plain():
+    """The shortcut-free ResNet-50 with realistic BN statistics, and its ONNX export (BN folded, as the converter
+    received it)."""
+    torch.manual_seed(0)
+    model = PlainResNet50(10, softmax=False).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_var.uniform_(0.5, 2.0)
+            m.running_mean.normal_(0, 0.1)
+            m.weight.data.uniform_(0.5, 1.0)
+    buf = io.BytesIO()
+    torchscript_export(model, buf, 11, "logits", {"input": {0: "batch"}})
+    return model, onnx.load_from_string(buf.getvalue())
+
+
+def test_plain_resnet50_is_the_published_architecture(plain):
+    model, _ = plain
+    assert sum(p.numel() for p in model.parameters()) == 23_503_946
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) == 52
+
+
+@pytest.mark.parametrize("generation, head", [("1.0", "matmul"), ("1.1", "fc"), ("1.1", "matmul"), ("1.0", "fc")])
+def test_converted_files_translate_to_the_pytorch_model(plain, tmp_path, generation, head):
+    model, exported = plain
+    path = write_ms(from_onnx(exported, generation, head), tmp_path / "m.ms")
+    raw = path.read_bytes()
+    assert (raw[4:8] == b"MSL1") == (generation == "1.1")
+    graph = read_ms(path)
+    ops = [n.op for n in graph.nodes]
+    assert ("Nhwc2Nchw" in ops) == (generation == "1.0") and ("Transpose" in ops) == (generation == "1.1")
+    assert ("FullConnection" in ops) == (head == "fc") and ("MatMul" in ops) == (head == "matmul")
+    conv = next(n for n in graph.nodes if n.op == "Conv2D")
+    assert graph.tensors[conv.inputs[1]].format == "KHWC" and len(conv.inputs) == 3  # the bias as a third input
+    onnx_model = to_onnx(graph)
+    onnx.checker.check_model(onnx_model, full_check=True)
+    assert [o.version for o in onnx_model.opset_import] == [11] and "ScatterND" not in {n.op_type for n in onnx_model.graph.node}
+    onnx.save(onnx_model, str(tmp_path / "m.onnx"))
+    x = np.random.default_rng(1).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    got = OnnxRuntimeBackend().load(tmp_path / "m.onnx").predict({"input": x})[0]  # a batch of 3: batch-safe
+    with torch.no_grad():
+        want = torch.softmax(model(torch.from_numpy(x)), 1).numpy()
+    assert got.shape == (3, 10) and np.abs(got - want).max() <= 1e-4
+    # the independent numpy run of the Lite graph agrees too
+    logits = evaluate(graph, x[:1].transpose(0, 2, 3, 1))[graph.outputs[0]][0]
+    assert np.allclose(np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum(), got[0], atol=1e-5)
+
+
+def test_export_onnx_from_a_ms_file(plain, tmp_path):
+    _, exported = plain
+    write_ms(from_onnx(exported, "1.1", "matmul"), tmp_path / "residual_distill.ms")
+    proc = run_script(["export_onnx.py", "--model", "residual_distill.ms"], cwd=tmp_path)
+    assert "differs from every published asset" in proc.stdout and "parity ONNX Runtime vs the .ms graph" in proc.stdout
+    m = onnx.load(str(tmp_path / "models" / "end2end.onnx"))
+    assert [i.name for i in m.graph.input] == ["input"] and [o.name for o in m.graph.output] == ["output"]
+    assert m.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert m.graph.node[-1].op_type == "Softmax"
+
+
+def test_published_asset_is_recognised_by_its_sha256(tmp_path, monkeypatch):
+    from poc import config
+    from poc.export import published_verdict
+    f = tmp_path / "x.ms"
+    f.write_bytes(b"published bytes")
+    monkeypatch.setitem(config.PUBLISHED_ASSETS_SHA256, "x.ms", hashlib.sha256(b"published bytes").hexdigest())
+    assert "matches the published asset x.ms" in published_verdict(f)
+
+
+# --- malformed files -----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A tiny converted classifier (conv+relu, pool, flatten, fc): small files for the fault cases."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "b")
+    fw = numpy_helper.from_array(rng.standard_normal((5, 4)).astype(np.float32), "fw")
+    fb = numpy_helper.from_array(rng.standard_normal(5).astype(np.float32), "fb")
+    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
+             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "fw", "fb"], ["logits"], transB=1, name="fc")]
+    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 5])], [w, b, fw, fb])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 11)])
+
+
+def _export(tmp_path, path):
+    return run_script(["export_onnx.py", "--model", str(path), "--work-dir", str(tmp_path / "out")], cwd=tmp_path,
+                      check=False)
+
+
+def test_tiny_file_reads_and_translates(tiny, tmp_path):
+    path = write_ms(from_onnx(tiny, "1.1", "fc"), tmp_path / "t.ms")
+    proc = _export(tmp_path, path)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("case, message", [
+    ("root_out_of_bounds", "outside the"),
+    ("truncated", "not a valid MindSpore Lite model"),
+    ("msl2", "MindSpore Lite >= 1.2 model (identifier MSL2)"),
+    ("empty", "not a valid MindSpore Lite model: 0 bytes"),
+    ("unknown_primitive", "primitive type 200 is not handled"),
+    ("data_length", "data bytes do not match dims"),
+    ("cycle", "the nodes form a cycle"),
+    ("quantized", "is quantized (quantParams)"),
+    ("bad_perm", "perm [0, 1, 3, 2]"),
+    ("big_reshape", "only the flatten of a 1x1 map is batch-safe"),
+])
+def test_malformed_ms_files_are_one_line(tiny, tmp_path, monkeypatch, case, message):
+    graph = from_onnx(tiny, "1.1", "fc")
+    path = tmp_path / "bad.ms"
+    if case == "unknown_primitive":
+        monkeypatch.setitem(ms_lite.PRIMITIVE_TYPES, "Reshape", 200)
+        monkeypatch.setitem(ms_lite.PRIMITIVES, 200, ("Reshape", ms_lite.PRIMITIVES[18][1]))
+    if case == "data_length":
+        const = next(t for t in graph.tensors if t.data is not None and t.data.ndim == 4)
+        const.dims = [const.dims[0] + 1, *const.dims[1:]]
+    if case == "cycle":
+        graph.nodes[0].inputs[0] = graph.nodes[-1].outputs[0]
+    if case == "quantized":
+        next(t for t in graph.tensors if t.data is not None).quant_scale = 0.5
+    if case == "bad_perm":
+        t = next(n for n in graph.nodes if n.op == "Transpose")
+        t.fields = dict(t.fields, perm=[0, 1, 3, 2])
+    if case == "big_reshape":  # a reshape of the 8x8 conv output, not of the pooled 1x1 map
+        reshape = next(n for n in graph.nodes if n.op == "Reshape")
+        conv = next(n for n in graph.nodes if n.op == "Conv2D")
+        graph = copy.deepcopy(graph)
+        reshape = next(n for n in graph.nodes if n.op == "Reshape")
+        reshape.inputs = [conv.outputs[0]]
+        graph.nodes = [n for n in graph.nodes if n.op not in ("Pooling", "Transpose")]
+        fc = next(n for n in graph.nodes if n.op == "FullConnection")
+        w = graph.tensors[fc.inputs[1]]
+        w.data = np.zeros((5, 4 * 8 * 8), np.float32)
+        w.dims = list(w.data.shape)
+    write_ms(graph, path)
+    monkeypatch.undo()
+    raw = path.read_bytes()
+    if case == "root_out_of_bounds":
+        path.write_bytes((len(raw) + 100).to_bytes(4, "little") + raw[4:])
+    if case == "truncated":
+        path.write_bytes(raw[: len(raw) // 3])
+    if case == "msl2":
+        path.write_bytes(raw[:4] + b"MSL2" + raw[8:])
+    if case == "empty":
+        path.write_bytes(b"")
+    proc = _export(tmp_path, path)
+    _one_line_exit_2(proc, str(path))
+    assert re.search(re.escape(message), proc.stderr), proc.stderr
+    assert not (tmp_path / "out" / "end2end.onnx").exists()
+
+
+def test_garbage_never_crashes_the_reader(tmp_path):
+    """Random corruptions of a valid file: every outcome is a graph or one InputError, never another exception."""
+    from poc.errors import InputError
+    rng = np.random.default_rng(0)
+    graph = from_onnx(
+        helper.make_model(helper.make_graph([helper.make_node("Relu", ["input"], ["logits"])], "g",
+                                            [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 2, 2])],
+                                            [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3])])),
+        "1.1", "fc")
+    good = write_ms(graph, tmp_path / "g.ms").read_bytes()
+    for _ in range(300):
+        raw = bytearray(good)
+        for pos in rng.integers(0, len(raw), rng.integers(1, 8)):
+            raw[pos] = int(rng.integers(0, 256))
+        (tmp_path / "x.ms").write_bytes(bytes(raw))
+        try:
+            read_ms(tmp_path / "x.ms")
+        except InputError:
+            pass
