@@ -115,7 +115,9 @@ class OpenVinoBackend:
                                        if model.has_rt_info([PRECISION_KEY]) else "f32")
         config = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY"}
         if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
+            # a share of the cores (one of several worker processes): OpenVINO would pin every process's threads
+            # to the same first cores; let the OS spread them
+            config.update(INFERENCE_NUM_THREADS=threads, ENABLE_CPU_PINNING=False)
         try:
             self.compiled = core.compile_model(model, "CPU", config)
         except Exception as err:  # noqa: BLE001
