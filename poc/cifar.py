@@ -183,22 +183,29 @@ def load_class_names(meta_path) -> list[str]:
     raise InputError(meta_path, "missing key b'fine_label_names' (CIFAR-100) or b'label_names' (CIFAR-10)")
 
 
-def write_split(path, images: np.ndarray, labels, coarse_labels=None, batch_label: str = "testing batch 1 of 1"):
-    """Write a CIFAR-100 format data pickle (used by the demo data set and the tests)."""
+def write_split(path, images: np.ndarray, labels, coarse_labels=None, batch_label: str = "testing batch 1 of 1",
+                cifar10: bool = False):
+    """Write a CIFAR-100 format data pickle, or CIFAR-10's (``b'labels'``) (the demo data sets and the tests)."""
     n = len(labels)
-    d = {
-        b"filenames": [f"img_{i:05d}.png".encode() for i in range(n)],
-        b"batch_label": batch_label.encode(),
-        b"fine_labels": [int(x) for x in labels],
-        b"coarse_labels": [int(x) // 5 for x in labels] if coarse_labels is None else list(coarse_labels),
-        b"data": np.ascontiguousarray(images, dtype=np.uint8).reshape(n, IMAGE_BYTES),
-    }
+    data = np.ascontiguousarray(images, dtype=np.uint8).reshape(n, IMAGE_BYTES)
+    filenames = [f"img_{i:05d}.png".encode() for i in range(n)]
+    if cifar10:  # the key order of the real files
+        d = {b"batch_label": batch_label.encode(), b"labels": [int(x) for x in labels], b"data": data,
+             b"filenames": filenames}
+    else:
+        d = {b"filenames": filenames, b"batch_label": batch_label.encode(), b"fine_labels": [int(x) for x in labels],
+             b"coarse_labels": [int(x) // 5 for x in labels] if coarse_labels is None else list(coarse_labels),
+             b"data": data}
     with atomic_file(path) as f:
         pickle.dump(d, f, protocol=2)
 
 
-def write_meta(path, fine_names, coarse_names):
-    d = {b"fine_label_names": [n.encode() for n in fine_names],
-         b"coarse_label_names": [n.encode() for n in coarse_names]}
+def write_meta(path, fine_names, coarse_names=None):
+    """CIFAR-100's ``meta``, or CIFAR-10's ``batches.meta`` when there are no coarse names."""
+    if coarse_names is None:
+        d = {b"label_names": [n.encode() for n in fine_names], b"num_cases_per_batch": 10000, b"num_vis": 3072}
+    else:
+        d = {b"fine_label_names": [n.encode() for n in fine_names],
+             b"coarse_label_names": [n.encode() for n in coarse_names]}
     with atomic_file(path) as f:
         pickle.dump(d, f, protocol=2)

@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 
-from . import cifar
+from . import cifar, profiles
 from .backends import OnnxRuntimeBackend
 from .checkpoint import save_checkpoint
-from .config import DEMO_CHECKPOINT, DEMO_DATA_DIR, INPUT_NAME
+from .config import DEMO_CHECKPOINT, DEMO_DATA_DIR, INPUT_NAME, MEAN_RGB_255, ONNX_OPSET, STD_RGB_255
 from .errors import run_main
 from .export import torchscript_export
 from .files import normalise, spread_sample
 from .model import ImageClassifier, residual_gain_bns
+from .ms_lite import write_ms
+from .ms_onnx import from_onnx
+from .plain_resnet import PlainResNet50
 from .progress import Log
 
 RESIDUAL_GAIN = 0.2
@@ -39,7 +44,7 @@ def random_backbone(num_classes: int, seed: int) -> ImageClassifier:
 
 
 @torch.no_grad()
-def reestimate_bn(model: ImageClassifier, images: np.ndarray, log: Log) -> None:
+def reestimate_bn(model, images: np.ndarray, log: Log, mean=MEAN_RGB_255, std=STD_RGB_255) -> None:
     """Running BN statistics = the exact average over ``images`` (momentum None), as SWA's bn_update."""
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -47,7 +52,7 @@ def reestimate_bn(model: ImageClassifier, images: np.ndarray, log: Log) -> None:
             m.momentum = None
     model.train()
     for i in log.bar(range(0, len(images), FEATURE_BATCH), desc="BN statistics", unit="batch"):
-        model.backbone(torch.from_numpy(normalise(images[i:i + FEATURE_BATCH])))
+        model.features(torch.from_numpy(normalise(images[i:i + FEATURE_BATCH], mean, std)))
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.momentum = 0.1
@@ -63,12 +68,12 @@ class _Features(torch.nn.Module):
         return self.model.features(x)
 
 
-def pooled_features(model: ImageClassifier, images: np.ndarray, log: Log, desc: str) -> np.ndarray:
+def pooled_features(model, images: np.ndarray, log: Log, desc: str, mean=MEAN_RGB_255, std=STD_RGB_255) -> np.ndarray:
     """Pooled 2048-d features, run by ONNX Runtime (faster than eager PyTorch on a CPU)."""
     buf = io.BytesIO()
     torchscript_export(_Features(model), buf, 13, "features", {INPUT_NAME: {0: "batch"}})
     backend = OnnxRuntimeBackend().load(buf.getvalue())
-    out = [backend.predict({INPUT_NAME: normalise(images[i:i + FEATURE_BATCH])})[0]
+    out = [backend.predict({INPUT_NAME: normalise(images[i:i + FEATURE_BATCH], mean, std)})[0]
            for i in log.bar(range(0, len(images), FEATURE_BATCH), desc=desc, unit="batch")]
     return np.concatenate(out).astype(np.float64)
 
@@ -93,64 +98,116 @@ def _nll(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(-(z[np.arange(len(z)), labels] - np.log(np.exp(z).sum(1))).mean())
 
 
-def top1(model: ImageClassifier, feats: np.ndarray, labels: np.ndarray) -> float:
-    w = model.head.fc.weight.detach().numpy().astype(np.float64)
-    b = model.head.fc.bias.detach().numpy().astype(np.float64)
+DIRAC_NOISE = 0.3
+
+
+@torch.no_grad()
+def dirac_plain_resnet(num_classes: int, seed: int) -> PlainResNet50:
+    """A random plain ResNet-50 whose convolutions start near identity (Dirac) plus noise, as the residual
+    distillation code initialises it: without shortcuts, a random deep network maps every image onto nearly the
+    same features; near-identity layers carry the stem's features through."""
+    torch.manual_seed(seed)
+    model = PlainResNet50(num_classes)
+    for m in model.blocks.modules():
+        if isinstance(m, torch.nn.Conv2d) and m.kernel_size[0] == m.kernel_size[1]:
+            noise = m.weight.data.clone()
+            torch.nn.init.dirac_(m.weight)
+            m.weight.data += DIRAC_NOISE * noise
+    return model
+
+
+def fc_of(model) -> torch.nn.Linear:
+    return model.head.fc if isinstance(model, ImageClassifier) else model.fc
+
+
+def top1(model, feats: np.ndarray, labels: np.ndarray) -> float:
+    w = fc_of(model).weight.detach().numpy().astype(np.float64)
+    b = fc_of(model).bias.detach().numpy().astype(np.float64)
     return float(((feats @ w.T + b).argmax(1) == labels).mean() * 100)
 
 
-def data_signature(data_dir) -> str:
+def data_signature(data_dir, profile: profiles.Profile | None = None) -> str:
     """Which data a demo checkpoint was fitted on: the splits' sizes and modification times."""
+    profile = profile or profiles.get(None)
     parts = []
-    for name in ("train", "test"):
+    for name in (profile.calib_split, profile.eval_split):
         st = (Path(data_dir) / name).stat()
         parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
     return " ".join(parts)
 
 
-def is_up_to_date(data_dir, out_path) -> bool:
+def _sidecar(out_path) -> Path:
+    return Path(f"{out_path}.json")  # what a .ms file cannot hold: where it came from
+
+
+def is_up_to_date(data_dir, out_path, profile: profiles.Profile | None = None) -> bool:
     """True when ``out_path`` is a demo checkpoint fitted on exactly this data (so it can be reused)."""
     try:
-        meta = torch.load(out_path, map_location="cpu", weights_only=True).get("meta", {})
-        return meta.get("source") == "poc.demo_model" and meta.get("data_signature") == data_signature(data_dir)
+        if str(out_path).endswith(".ms"):
+            meta = json.loads(_sidecar(out_path).read_text()) if Path(out_path).is_file() else {}
+        else:
+            meta = torch.load(out_path, map_location="cpu", weights_only=True).get("meta", {})
+        return meta.get("source") == "poc.demo_model" and \
+            meta.get("data_signature") == data_signature(data_dir, profile)
     except Exception:  # noqa: BLE001 - anything unreadable is simply not up to date
         return False
 
 
 def make_demo_model(data_dir, out_path, seed: int = 0, bn_images: int = 256, max_train: int = 3000,
-                    log: Log | None = None) -> float:
+                    log: Log | None = None, profile: profiles.Profile | None = None) -> float:
     """Build and save the demo checkpoint; returns its FP32 top-1 (%) on the data set's test split.
 
     At most ``max_train`` training images (spread over the classes) are used, so a real 50,000-image
-    CIFAR-100 train split still takes about a minute.
+    CIFAR-100 train split still takes about a minute. The plain-ResNet profile's is written as a MindSpore Lite
+    ``.ms``, as the Lite converter would have written it, so the demo walks the real asset's path.
     """
     log = log or Log(stage="demo-model")
+    profile = profile or profiles.get(None)
     start = time.perf_counter()
-    train = cifar.load_split(f"{data_dir}/train")
-    test = cifar.load_split(f"{data_dir}/test")
-    model = random_backbone(train.num_classes, seed)
+    train = cifar.load_split(f"{data_dir}/{profile.calib_split}")
+    test = cifar.load_split(f"{data_dir}/{profile.eval_split}")
+    mean, std = profile.mean_rgb_255, profile.std_rgb_255
+    if profile.arch == "plain_resnet50":
+        model = dirac_plain_resnet(train.num_classes, seed)
+    else:
+        model = random_backbone(train.num_classes, seed)
     fit_idx = np.sort(spread_sample(train.labels, min(max_train, len(train)), seed))
-    reestimate_bn(model, train.chw(fit_idx[:bn_images]), log)
-    train_feats = pooled_features(model, train.chw(fit_idx), log, "train features")
+    reestimate_bn(model, train.chw(fit_idx[:bn_images]), log, mean, std)
+    train_feats = pooled_features(model, train.chw(fit_idx), log, "train features", mean, std)
     train_labels = train.labels[fit_idx]
     w, b = fit_head(train_feats, train_labels, train.num_classes)
-    model.head.fc.weight.data = torch.from_numpy(w)
-    model.head.fc.bias.data = torch.from_numpy(b)
-    test_feats = pooled_features(model, test.chw(), log, "test features")
+    fc_of(model).weight.data = torch.from_numpy(w)
+    fc_of(model).bias.data = torch.from_numpy(b)
+    test_feats = pooled_features(model, test.chw(), log, "test features", mean, std)
     train_acc, test_acc = top1(model, train_feats, train_labels), top1(model, test_feats, test.labels)
-    meta = {"source": "poc.demo_model", "seed": seed, "residual_gain": RESIDUAL_GAIN, "data": str(data_dir),
-            "data_signature": data_signature(data_dir),
-            "CLASSES": cifar.load_class_names(f"{data_dir}/meta"), "fp32_top1_test": round(test_acc, 2)}
-    save_checkpoint(model, out_path, meta)
+    meta = {"source": "poc.demo_model", "seed": seed, "data": str(data_dir),
+            "data_signature": data_signature(data_dir, profile), "fp32_top1_test": round(test_acc, 2)}
+    if profile.weights == "ms":
+        write_demo_ms(model, out_path, meta)
+    else:
+        meta.update(residual_gain=RESIDUAL_GAIN, CLASSES=cifar.load_class_names(f"{data_dir}/meta"))
+        save_checkpoint(model, out_path, meta)
     log(f"wrote {out_path}: FP32 top-1 train {train_acc:.2f} % ({len(fit_idx)} images), "
         f"test {test_acc:.2f} % ({len(test)} images) in {time.perf_counter() - start:.0f} s")
     return test_acc
 
 
+def write_demo_ms(model: PlainResNet50, out_path, meta: dict) -> None:
+    """The model as the Lite 1.1 converter wrote the published file from its ONNX export (logits out)."""
+    model.softmax = False
+    buf = io.BytesIO()
+    torchscript_export(model, buf, ONNX_OPSET, "logits", {INPUT_NAME: {0: "batch"}})
+    model.softmax = True
+    write_ms(from_onnx(onnx.load_from_string(buf.getvalue()), "1.1", "matmul"), out_path)
+    _sidecar(out_path).write_text(json.dumps(meta, indent=2))
+
+
 def main():
-    p = argparse.ArgumentParser(description="Make the demo mmcls-format checkpoint for the demo data set.")
-    p.add_argument("--data", default=DEMO_DATA_DIR, help="CIFAR-100 python folder (default: %(default)s)")
-    p.add_argument("--out", default=DEMO_CHECKPOINT, help="checkpoint to write (default: %(default)s)")
+    p = argparse.ArgumentParser(description="Make the demo checkpoint for the demo data set (mmcls .pth; for the "
+                                            "plain-ResNet profile a MindSpore Lite .ms).")
+    profiles.add_argument(p)
+    p.add_argument("--data", default=None, help=f"data set folder (default: the profile's demo set; {DEMO_DATA_DIR})")
+    p.add_argument("--out", default=None, help=f"checkpoint to write (default: the profile's; {DEMO_CHECKPOINT})")
     p.add_argument("--seed", type=int, default=0, help="backbone seed (default: 0)")
     p.add_argument("--bn_images", type=int, default=256, help="images for BN statistics (default: 256)")
     p.add_argument("--max_train", type=int, default=3000, help="training images used at most (default: 3000)")
@@ -158,10 +215,13 @@ def main():
                    help="do nothing when --out is already a demo checkpoint fitted on this data")
     p.add_argument("--quiet", action="store_true", help="no progress or log lines")
     args = p.parse_args()
-    if args.if_stale and is_up_to_date(args.data, args.out):
-        Log(args.quiet, "demo-model")(f"{args.out} is up to date for {args.data}")
+    profile = profiles.get(args.profile)
+    data = args.data or profile.demo_data_dir
+    out = args.out or (DEMO_CHECKPOINT if profile.name == profiles.DEFAULT else profile.demo_checkpoint)
+    if args.if_stale and is_up_to_date(data, out, profile):
+        Log(args.quiet, "demo-model")(f"{out} is up to date for {data}")
         return
-    make_demo_model(args.data, args.out, args.seed, args.bn_images, args.max_train, Log(args.quiet, "demo-model"))
+    make_demo_model(data, out, args.seed, args.bn_images, args.max_train, Log(args.quiet, "demo-model"), profile)
 
 
 if __name__ == "__main__":

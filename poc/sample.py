@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import cifar
+from . import cifar, profiles
 from .config import DEMO_DATA_DIR, IMAGE_HW
 from .errors import OutputSet, run_main
 from .progress import Log
@@ -66,12 +66,14 @@ def _pattern_masks(pattern: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return masks
 
 
-def make_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """uint8 [n, 3072] CIFAR rows (R, G, B planes) for the given class labels."""
+def make_images(labels: np.ndarray, rng: np.random.Generator, cifar10: bool = False) -> np.ndarray:
+    """uint8 [n, 3072] CIFAR rows (R, G, B planes) for the given class labels: CIFAR-100 class c is pattern c // 10
+    in colour c % 10; CIFAR-10 class c is pattern c in colour c."""
     n = len(labels)
-    masks = _pattern_masks(labels // 10, rng)[:, None]                          # [n,1,32,32]
+    patterns, colours = (labels, labels) if cifar10 else (labels // 10, labels % 10)
+    masks = _pattern_masks(patterns, rng)[:, None]                              # [n,1,32,32]
     palette = np.asarray(list(COLOURS.values()), np.float32)
-    fg = palette[labels % 10] + rng.normal(0, 8, (n, 3))                        # colour jitter
+    fg = palette[colours] + rng.normal(0, 8, (n, 3))                            # colour jitter
     bg = rng.uniform(15, 75, (n, 1)) + rng.normal(0, 6, (n, 3))                  # dark, slightly tinted
     img = bg[:, :, None, None] + masks * (fg - bg)[:, :, None, None]
     img += rng.normal(0, 8, img.shape)                                          # sensor noise
@@ -79,25 +81,34 @@ def make_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def write_demo_dataset(out_dir, train_per_class: int = 30, test_per_class: int = 20, seed: int = 0,
-                       log: Log | None = None) -> Path:
+                       log: Log | None = None, cifar10: bool = False) -> Path:
+    """CIFAR-100's ``train``, ``test``, ``meta``; or (``cifar10``) CIFAR-10's ``data_batch_1``, ``test_batch``,
+    ``batches.meta`` with 10 classes."""
     log = log or Log(stage="sample")
     out = Path(out_dir)
     rng = np.random.default_rng(seed)
-    with OutputSet({"--out": out}, {}) as outputs:  # train, test and meta appear together or not at all
-        tmp = outputs.folder(out, r"train|test|meta")
-        for split, per_class in (("train", train_per_class), ("test", test_per_class)):
-            labels = rng.permutation(np.repeat(np.arange(NUM_CLASSES), per_class))
-            cifar.write_split(tmp / split, make_images(labels, rng), labels,
+    classes = 10 if cifar10 else NUM_CLASSES
+    names = (("data_batch_1", "test_batch", "batches.meta") if cifar10 else ("train", "test", "meta"))
+    with OutputSet({"--out": out}, {}) as outputs:  # the splits and the meta file appear together or not at all
+        tmp = outputs.folder(out, "|".join(names))
+        for split, per_class in ((names[0], train_per_class), (names[1], test_per_class)):
+            labels = rng.permutation(np.repeat(np.arange(classes), per_class))
+            cifar.write_split(tmp / split, make_images(labels, rng, cifar10), labels, cifar10=cifar10,
                               batch_label=f"{split} batch 1 of 1 (poc demo data, seed {seed})")
-        cifar.write_meta(tmp / "meta", class_names(), [f"pattern_{p}" for p in PATTERNS])
-    log(f"wrote demo CIFAR-100 to {out}: {train_per_class * NUM_CLASSES} train, "
-        f"{test_per_class * NUM_CLASSES} test images, {NUM_CLASSES} classes (seed {seed})")
+        if cifar10:
+            colours = list(COLOURS)
+            cifar.write_meta(tmp / names[2], [f"{colours[c]}_{PATTERNS[c]}" for c in range(10)])
+        else:
+            cifar.write_meta(tmp / names[2], class_names(), [f"pattern_{p}" for p in PATTERNS])
+    log(f"wrote demo {'CIFAR-10' if cifar10 else 'CIFAR-100'} to {out}: {train_per_class * classes} train, "
+        f"{test_per_class * classes} test images, {classes} classes (seed {seed})")
     return out
 
 
 def main():
     p = argparse.ArgumentParser(description="Write the built-in demo data set in CIFAR-100 python format.")
-    p.add_argument("--out", default=DEMO_DATA_DIR, help="output folder (default: %(default)s)")
+    profiles.add_argument(p)
+    p.add_argument("--out", default=None, help=f"output folder (default: the profile's; {DEMO_DATA_DIR})")
     p.add_argument("--train_per_class", type=int, default=30, help="training images per class (default: 30)")
     p.add_argument("--test_per_class", type=int, default=20, help="test images per class (default: 20)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -105,7 +116,11 @@ def main():
     args = p.parse_args()
     if args.train_per_class < 1 or args.test_per_class < 1:
         p.error("--train_per_class and --test_per_class must be at least 1")
-    write_demo_dataset(args.out, args.train_per_class, args.test_per_class, args.seed, Log(args.quiet, "sample"))
+    profile = profiles.get(args.profile)
+    if profile.dataset not in ("cifar100", "cifar10"):
+        p.error(f"--profile {profile.name}: its demo set is not a CIFAR one")
+    write_demo_dataset(args.out or profile.demo_data_dir, args.train_per_class, args.test_per_class, args.seed,
+                       Log(args.quiet, "sample"), cifar10=profile.dataset == "cifar10")
 
 
 if __name__ == "__main__":

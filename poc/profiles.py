@@ -1,0 +1,88 @@
+"""The models the toolkit serves, one profile each: everything specific to a model, as plain data. Every script
+takes ``--profile NAME``; the default is the ModelZoo mmcls CIFAR-100 model, whose facts stay in ``config`` (so
+every default command and file is what it always was)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import config
+from .errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    title: str
+    dataset: str  # reader: cifar100 | cifar10 | pets
+    data_dir: str  # the real data set's folder, as its archive unpacks
+    demo_data_dir: str  # where the built-in demo set is written
+    eval_split: str
+    calib_split: str
+    image_hw: int
+    num_classes: int
+    mean_rgb_255: tuple[float, float, float]
+    std_rgb_255: tuple[float, float, float]
+    arch: str  # mmcls_resnet_cifar | plain_resnet50 | pruned_resnet50
+    weights: str  # pth | ms | ckpt: what export_onnx.py reads for this model
+    config_dir: str  # aipp.conf and quant.cfg ("." for the repository root)
+    stem: str  # file-name stem: models/{stem}_quant_bs24 ...
+    published: dict = field(default_factory=dict)  # top1 / fps figures of the seed card
+    assets: tuple[str, ...] = ()  # published file names (their sha256 in config.PUBLISHED_ASSETS_SHA256)
+    batch: int = config.BATCH_SIZE
+
+    @property
+    def input_shape(self) -> str:
+        return f"{config.INPUT_NAME}:{self.batch},3,{self.image_hw},{self.image_hw}"
+
+    @property
+    def aipp_conf(self) -> Path:
+        return ROOT / self.config_dir / "aipp.conf"
+
+    @property
+    def quant_cfg(self) -> Path:
+        return ROOT / self.config_dir / "quant.cfg"
+
+    @property
+    def demo_checkpoint(self) -> str:
+        return f"{config.MODELS_DIR}/demo_{self.stem}.{self.weights}"
+
+    def names(self) -> dict[str, str]:
+        """The pipeline's file names for this profile (the default profile's are config's)."""
+        if self.name == DEFAULT:
+            return {"QUANT_SAVE_PATH": config.QUANT_SAVE_PATH, "COMPILED_INT8": config.COMPILED_INT8,
+                    "COMPILED_FP32": config.COMPILED_FP32, "COMPILED_BF16": config.COMPILED_BF16}
+        m = config.MODELS_DIR
+        return {"QUANT_SAVE_PATH": f"{m}/{self.stem}_quant", "COMPILED_INT8": f"{m}/{self.stem}_quant_bs{self.batch}",
+                "COMPILED_FP32": f"{m}/{self.stem}_fp32_bs{self.batch}",
+                "COMPILED_BF16": f"{m}/{self.stem}_bf16_bs{self.batch}"}
+
+
+DEFAULT = "mmcls-resnet50-cifar100"
+PROFILES = {p.name: p for p in (
+    Profile(DEFAULT, "ResNet50_mmlab_for_pytorch_for_POC (mmcls ResNet_CIFAR-50, CIFAR-100)", "cifar100",
+            config.CIFAR100_DIR, config.DEMO_DATA_DIR, "test", "train", config.IMAGE_HW, 100, config.MEAN_RGB_255,
+            config.STD_RGB_255, "mmcls_resnet_cifar", "pth", ".", "resnet50",
+            published={"fp32_top1": 79.90, "int8_top1": config.PUBLISHED_310P3["int8"]["top1"],
+                       "fp16_top1": config.PUBLISHED_310P3["fp16"]["top1"]}),
+    Profile("ms-resnet50-plain-cifar10", "ResNet50 Residual Distillation (shortcut-free ResNet-50, CIFAR-10)",
+            "cifar10", "./cifar-10-batches-py", "./demo-data/cifar-10-batches-py", "test_batch", "data_batch_1", 32, 10,
+            tuple(255 * m for m in (0.49139968, 0.48215827, 0.44653124)),  # the authors' dataloader, RGB
+            tuple(255 * s for s in (0.24703233, 0.24348505, 0.26158768)),
+            "plain_resnet50", "ms", "profiles/ms-resnet50-plain-cifar10", "resnet50_plain_cifar10",
+            published={"top1": 94.46}, assets=("residual_distill_res50_cifar10_bs_1_update.ms",)),
+)}
+
+
+def get(name: str | None) -> Profile:
+    name = name or DEFAULT
+    if name not in PROFILES:
+        raise InputError("--profile", f"'{name}' is not one of {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def add_argument(parser) -> None:
+    parser.add_argument("--profile", default=DEFAULT, choices=list(PROFILES),
+                        help=f"the model this run is for (default: {DEFAULT})")
