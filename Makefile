@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 .PHONY: help venv test lint demo bench clean mmdeploy-venv test-mmdeploy
 
 help:
-	@echo "make demo   - run the whole pipeline (real ./cifar-100-python if present, else the built-in demo set)"
+	@echo "make demo   - run the whole pipeline (real ./cifar-100-python if present, else the built-in demo set);"
+	@echo "              PROFILE=ms-resnet50-plain-cifar10 for the shortcut-free ResNet-50 on CIFAR-10"
 	@echo "make test   - create .venv, install requirements, run the test suite"
 	@echo "make lint   - ruff over the scripts, poc/ and tests/"
 	@echo "make mmdeploy-venv  - the optional mmdeploy exporter's own venv (.venv-mmdeploy, requirements-mmdeploy.txt)"
@@ -32,7 +33,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 demo: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash pipeline.sh --demo $(if $(CHECKPOINT),--checkpoint "$(CHECKPOINT)")
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash pipeline.sh --demo $(if $(PROFILE),--profile "$(PROFILE)") \
+	    $(if $(CHECKPOINT),--checkpoint "$(CHECKPOINT)")
 
 # Needs the compiled models: run `make demo` first.
 bench: $(STAMP)

@@ -6,7 +6,7 @@
 import argparse
 from pathlib import Path
 
-from poc import config
+from poc import config, profiles
 from poc.calib_data import create_quant_data, default_source
 from poc.errors import run_main
 from poc.progress import Log
@@ -15,6 +15,7 @@ from poc.quant_cfg import parse_quant_cfg
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    profiles.add_argument(p)
     p.add_argument("--src_path", default=None,
                    help=f"CIFAR pickle to sample from (default: {config.CIFAR100_DIR}/train if it exists, "
                         "else .../test)")
@@ -32,6 +33,8 @@ def main():
     args = p.parse_args()
     log = Log(args.quiet, "calib-data")
     if args.batch_num is None:
+        if args.config is None and args.profile != profiles.DEFAULT:
+            args.config = str(profiles.get(args.profile).quant_cfg)
         if args.config is None:
             args.config = config.QUANT_CFG
             if not Path(args.config).exists():  # run outside the repository
@@ -41,9 +44,11 @@ def main():
         log(f"batch_num {args.batch_num} from {args.config}")
     if args.batch_size < 1 or args.batch_num < 1:
         p.error("--batch_size and --batch_num must be at least 1")
-    src = Path(args.src_path) if args.src_path else default_source(config.CIFAR100_DIR)
-    log(f"source: {src}" + ("" if args.src_path else " (default: train when present, else test)"))
-    create_quant_data(src, args.save_path, args.batch_size, args.batch_num, args.seed, log)
+    profile = profiles.get(args.profile)
+    src = Path(args.src_path) if args.src_path else default_source(profile.data_dir, profile)
+    log(f"source: {src}" + ("" if args.src_path else " (default: the training split when present, else the test split)"))
+    create_quant_data(src, args.save_path, args.batch_size, args.batch_num, args.seed, log, profile.mean_rgb_255,
+                      profile.std_rgb_255)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
 import argparse
 from pathlib import Path
 
-from poc import config
+from poc import config, profiles
 from poc.checkpoint import TRUST_FLAG, build_model
 from poc.errors import run_main
 from poc.export import ExportError, choose_exporter, export_ms, export_onnx, random_model, require_checkpoint
@@ -15,6 +15,7 @@ from poc.progress import Log
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    profiles.add_argument(p)
     p.add_argument("--checkpoint", default=None, help="mmcls / mmpretrain checkpoint (.pth)")
     p.add_argument("--model", default=None, metavar="FILE.ms",
                    help="a MindSpore Lite model (.ms, Lite 1.0/1.1 schema) to translate instead of a checkpoint")
@@ -34,10 +35,14 @@ def main():
     p.add_argument("--quiet", action="store_true", help="no log lines")
     args = p.parse_args()
     log = Log(args.quiet, "export")
+    profile = profiles.get(args.profile)
+    if profile.weights == "ms" and args.model is None:
+        p.error(f"--profile {profile.name} exports from its MindSpore Lite model: give --model FILE.ms "
+                f"(the published asset: {', '.join(profile.assets)})")
     if args.model is not None:
         if args.checkpoint is not None or args.random_init:
             p.error("--model (a .ms file) replaces --checkpoint / --random_init")
-        export_ms(args.model, Path(args.work_dir) / args.output, log)
+        export_ms(args.model, Path(args.work_dir) / args.output, log, mean=profile.mean_rgb_255, std=profile.std_rgb_255)
         return
     require_checkpoint(args.checkpoint, args.random_init, args.seed)
     if args.random_init:

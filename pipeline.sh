@@ -2,22 +2,21 @@
 # The whole flow: preprocess -> calibration data -> export -> quantize -> compile -> infer -> postprocess.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/poc/common.sh"
-# File names and constants (BIN_DIR, LABEL_FILE, COMPILED_INT8, ...) come from poc/config.py, their one home.
-NAMES="$("$PYTHON" -m poc.config --shell)"
-eval "$NAMES"
 
 usage() {
     cat <<'USAGE'
-usage: bash pipeline.sh [--demo] [--data DIR] [--checkpoint PTH] [--trust_checkpoint] [--engine E] [--quiet]
+usage: bash pipeline.sh [--profile NAME] [--demo] [--data DIR] [--checkpoint FILE] [--trust_checkpoint] [--engine E]
+                       [--quiet]
 
 Runs every stage with the README's default paths, stops at the first failing stage with its name and its
 exit code (2: bad input, 1: a stage or tool failed).
 
-  --demo        use ./cifar-100-python when it exists, else generate the built-in demo data set
-                (./demo-data/cifar-100-python)
-  --data DIR    CIFAR-100 python folder (default: ./cifar-100-python)
-  --checkpoint PTH   mmcls checkpoint (default: $CHECKPOINT, else the demo checkpoint, made when missing:
-                     python -m poc.demo_model)
+  --profile NAME  the model (default: mmcls-resnet50-cifar100; `python -m poc.profiles` lists them)
+  --demo        use the profile's data set (./cifar-100-python) when it exists, else generate the built-in demo
+                data set (./demo-data/...)
+  --data DIR    the data set's folder (default: the profile's, ./cifar-100-python)
+  --checkpoint FILE  the weights: an mmcls .pth, or the plain-ResNet profile's .ms (default: $CHECKPOINT, else the
+                     demo checkpoint, made when missing: python -m poc.demo_model --profile NAME)
   --trust_checkpoint pass --trust_checkpoint to export_onnx.py
   --engine E    CPU engine of the compile stage: onnxruntime (default, or $POC_ENGINE) or openvino; with
                 openvino the float model also runs at BF16 (ATC's force_fp16: the NPU's FP16 row), a third row
@@ -26,7 +25,8 @@ exit code (2: bad input, 1: a stage or tool failed).
 USAGE
 }
 
-DATA="$CIFAR100_DIR"
+PROFILE_NAME="mmcls-resnet50-cifar100"
+DATA=""
 DEMO=0
 QUIET=()
 CKPT="${CHECKPOINT:-}"
@@ -34,6 +34,7 @@ TRUST=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --demo) DEMO=1 ;;
+        --profile) PROFILE_NAME="$2"; shift ;;
         --data) DATA="$2"; shift ;;
         --checkpoint) CKPT="$2"; shift ;;
         --trust_checkpoint) TRUST=(--trust_checkpoint) ;;
@@ -44,6 +45,13 @@ while [[ $# -gt 0 ]]; do
     esac
     shift
 done
+
+# File names and constants (BIN_DIR, LABEL_FILE, COMPILED_INT8, ...) come from poc/config.py, their one home, and
+# the profile's (data set, splits, AIPP and quant configs, model names) from poc/profiles.py.
+NAMES="$("$PYTHON" -m poc.profiles --shell "$PROFILE_NAME")"
+eval "$NAMES"
+DATA="${DATA:-$DATA_DIR}"
+P=(--profile "$PROFILE")
 
 stage() {  # stage NAME command...: run one stage; when it fails, name it and exit with its code
     local name="$1"; shift
@@ -56,26 +64,26 @@ stage() {  # stage NAME command...: run one stage; when it fails, name it and ex
     fi
 }
 
-if [[ "$DEMO" == 0 && ! -e "$DATA/test" ]]; then
-    echo "pipeline: no CIFAR-100 test split at $DATA/test: untar cifar-100-python.tar.gz here, give --data DIR," \
+if [[ "$DEMO" == 0 && ! -e "$DATA/$EVAL_SPLIT" ]]; then
+    echo "pipeline: no test split at $DATA/$EVAL_SPLIT: unpack the data set's archive here, give --data DIR," \
          "or run with --demo (the built-in demo data set)" >&2
     exit 2
 fi
-if [[ "$DEMO" == 1 && ! -f "$DATA/test" ]]; then
+if [[ "$DEMO" == 1 && ! -f "$DATA/$EVAL_SPLIT" ]]; then
+    echo "pipeline: no $DATA: using the built-in demo data set in $DEMO_DATA_DIR"
     DATA="$DEMO_DATA_DIR"
-    echo "pipeline: no ./cifar-100-python: using the built-in demo data set in $DATA"
-    if [[ ! -f "$DATA/test" ]]; then
-        stage sample "$PYTHON" -m poc.sample --out "$DATA" "${QUIET[@]}"
+    if [[ ! -f "$DATA/$EVAL_SPLIT" ]]; then
+        stage sample "$PYTHON" -m poc.sample "${P[@]}" --out "$DATA" "${QUIET[@]}"
     fi
 else
     echo "pipeline: data set $DATA"
 fi
 
-stage preprocess "$PYTHON" "$POC_ROOT/preprocess_cifar100.py" --src_path "$DATA/test" --bin_path "$BIN_DIR" \
-    --label_path "$LABEL_FILE" --pic_path "$PIC_DIR" "${QUIET[@]}"
-CALIB_SRC="$DATA/train"; [[ -f "$CALIB_SRC" ]] || CALIB_SRC="$DATA/test"
-stage calib-data "$PYTHON" "$POC_ROOT/create_quant_data.py" --src_path "$CALIB_SRC" --save_path "$CALIB_DIR" \
-    --config "$POC_ROOT/quant.cfg" --amct "${QUIET[@]}"
+stage preprocess "$PYTHON" "$POC_ROOT/preprocess_cifar100.py" "${P[@]}" --src_path "$DATA/$EVAL_SPLIT" \
+    --bin_path "$BIN_DIR" --label_path "$LABEL_FILE" --pic_path "$PIC_DIR" "${QUIET[@]}"
+CALIB_SRC="$DATA/$CALIB_SPLIT"; [[ -f "$CALIB_SRC" ]] || CALIB_SRC="$DATA/$EVAL_SPLIT"
+stage calib-data "$PYTHON" "$POC_ROOT/create_quant_data.py" "${P[@]}" --src_path "$CALIB_SRC" \
+    --save_path "$CALIB_DIR" --config "$QUANT_CONF" --amct "${QUIET[@]}"
 
 if [[ -n "$CKPT" ]]; then
     echo "pipeline: checkpoint $CKPT"
@@ -83,26 +91,27 @@ else
     CKPT="$DEMO_CHECKPOINT"
     echo "pipeline: no checkpoint given (CHECKPOINT=...): using the demo checkpoint $CKPT, fitted on $DATA" \
          "(made or re-made when it was fitted on other data)"
-    stage demo-model "$PYTHON" -m poc.demo_model --data "$DATA" --out "$CKPT" --if_stale "${QUIET[@]}"
+    stage demo-model "$PYTHON" -m poc.demo_model "${P[@]}" --data "$DATA" --out "$CKPT" --if_stale "${QUIET[@]}"
 fi
-stage export "$PYTHON" "$POC_ROOT/export_onnx.py" --checkpoint "$CKPT" --work-dir "$MODELS_DIR" "${TRUST[@]}" \
-    "${QUIET[@]}"
-stage quantize bash "$POC_ROOT/quantize.sh" --model "$MODELS_DIR/$END2END_ONNX" --save_path "$QUANT_SAVE_PATH" \
-    --input_shape "$INPUT_SHAPE" --data_dir "$CALIB_DIR/" --data_types float32 \
-    --calibration_config "$POC_ROOT/quant.cfg" --eval_bins "$BIN_DIR" --eval_labels "$LABEL_FILE" "${QUIET[@]}"
+if [[ "$WEIGHTS" == ms ]]; then WEIGHTS_ARGS=(--model "$CKPT"); else WEIGHTS_ARGS=(--checkpoint "$CKPT"); fi
+stage export "$PYTHON" "$POC_ROOT/export_onnx.py" "${P[@]}" "${WEIGHTS_ARGS[@]}" --work-dir "$MODELS_DIR" \
+    "${TRUST[@]}" "${QUIET[@]}"
+stage quantize bash "$POC_ROOT/quantize.sh" "${P[@]}" --model "$MODELS_DIR/$END2END_ONNX" \
+    --save_path "$QUANT_SAVE_PATH" --input_shape "$INPUT_SHAPE" --data_dir "$CALIB_DIR/" --data_types float32 \
+    --calibration_config "$QUANT_CONF" --eval_bins "$BIN_DIR" --eval_labels "$LABEL_FILE" "${QUIET[@]}"
 stage compile-int8 bash "$POC_ROOT/atc_convert.sh" --framework=5 --model="$QUANT_SAVE_PATH$DEPLOY_SUFFIX" \
     --output="$COMPILED_INT8" --input_format=NCHW --input_shape="$INPUT_SHAPE" \
-    --insert_op_conf="$POC_ROOT/aipp.conf" --enable_small_channel=1 --op_select_implmode=high_performance --log=error \
+    --insert_op_conf="$AIPP_CONF" --enable_small_channel=1 --op_select_implmode=high_performance --log=error \
     "${QUIET[@]}"
 stage compile-fp32 bash "$POC_ROOT/atc_convert.sh" --framework=5 --model="$MODELS_DIR/$END2END_ONNX" \
     --output="$COMPILED_FP32" --input_format=NCHW --input_shape="$INPUT_SHAPE" \
-    --insert_op_conf="$POC_ROOT/aipp.conf" --enable_small_channel=1 --op_select_implmode=high_performance --log=error \
+    --insert_op_conf="$AIPP_CONF" --enable_small_channel=1 --op_select_implmode=high_performance --log=error \
     "${QUIET[@]}"
 
 if [[ "${POC_ENGINE:-onnxruntime}" == openvino ]]; then
     stage compile-bf16 bash "$POC_ROOT/atc_convert.sh" --framework=5 --model="$MODELS_DIR/$END2END_ONNX" \
         --output="$COMPILED_BF16" --input_format=NCHW --input_shape="$INPUT_SHAPE" \
-        --insert_op_conf="$POC_ROOT/aipp.conf" --enable_small_channel=1 --op_select_implmode=high_performance \
+        --insert_op_conf="$AIPP_CONF" --enable_small_channel=1 --op_select_implmode=high_performance \
         --log=error --precision_mode=force_fp16 "${QUIET[@]}"
 fi
 
@@ -124,4 +133,4 @@ if [[ "${POC_ENGINE:-onnxruntime}" == openvino ]]; then
     stage postprocess-bf16 "$PYTHON" "$POC_ROOT/postprocess.py" "./$DST_BF16/" "$LABEL_FILE" ./ "$RESULT_BF16_JSON" \
         "${QUIET[@]}"
 fi
-"$PYTHON" -m poc.summary --data "$DATA" --checkpoint "$CKPT"
+"$PYTHON" -m poc.summary "${P[@]}" --data "$DATA" --checkpoint "$CKPT"

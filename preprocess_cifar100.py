@@ -5,7 +5,7 @@
 """
 import argparse
 
-from poc import config
+from poc import config, profiles
 from poc.errors import run_main
 from poc.preprocess import preprocess
 from poc.progress import Log
@@ -13,8 +13,10 @@ from poc.progress import Log
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--src_path", default=f"{config.CIFAR100_DIR}/test",
-                   help="CIFAR-100 test pickle (or CIFAR-10 test_batch) (default: %(default)s)")
+    profiles.add_argument(p)
+    p.add_argument("--src_path", default=None,
+                   help=f"CIFAR-100 test pickle, or CIFAR-10 test_batch (default: {config.CIFAR100_DIR}/test; the "
+                        "profile's test split)")
     p.add_argument("--bin_path", default=config.BIN_DIR, help="folder for img{i}.bin (default: %(default)s)")
     p.add_argument("--label_path", default=config.LABEL_FILE, help="label file (default: %(default)s)")
     p.add_argument("--pic_path", default=config.PIC_DIR, help="folder for img{i}.png (default: %(default)s)")
@@ -24,7 +26,11 @@ def main():
     args = p.parse_args()
     if args.limit is not None and args.limit < 1:
         p.error("--limit must be at least 1")
-    preprocess(args.src_path, args.bin_path, args.label_path, None if args.no_pic else args.pic_path,
+    profile = profiles.get(args.profile)
+    if profile.dataset not in ("cifar100", "cifar10"):
+        p.error(f"--profile {profile.name}: not a CIFAR data set")
+    src = args.src_path or f"{profile.data_dir}/{profile.eval_split}"
+    preprocess(src, args.bin_path, args.label_path, None if args.no_pic else args.pic_path,
                args.limit, Log(args.quiet, "preprocess"))
 
 

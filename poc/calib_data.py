@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from . import cifar
-from .config import BATCH_SIZE
+from .config import BATCH_SIZE, MEAN_RGB_255, STD_RGB_255
 from .errors import InputError, OutputSet
 from .files import normalise, spread_sample
 from .progress import Log
@@ -18,14 +18,16 @@ from .progress import Log
 CALIB_OWNED = r"calib_[0-9]+\.bin"  # the stage's own files in --save_path
 
 
-def default_source(cifar_dir) -> Path:
-    """``train`` when it exists (calibrating on test images would leak into the accuracy), else ``test``."""
-    train = Path(cifar_dir) / "train"
-    return train if train.exists() else Path(cifar_dir) / "test"
+def default_source(cifar_dir, profile=None) -> Path:
+    """The training split when it exists (calibrating on test images would leak into the accuracy), else the test
+    split (``train`` / ``test`` for CIFAR-100, the profile's for another data set)."""
+    calib, evaluation = (profile.calib_split, profile.eval_split) if profile is not None else ("train", "test")
+    train = Path(cifar_dir) / calib
+    return train if train.exists() else Path(cifar_dir) / evaluation
 
 
 def create_quant_data(src_path, save_path, batch_size: int = BATCH_SIZE, batch_num: int = 8, seed: int = 0,
-                      log: Log | None = None) -> list[Path]:
+                      log: Log | None = None, mean=MEAN_RGB_255, std=STD_RGB_255) -> list[Path]:
     """Write ``batch_num`` files ``calib_{k:04d}.bin``; names sort in batch order, as AMCT reads them."""
     log = log or Log(stage="calib-data")
     outputs = OutputSet({"--save_path": save_path}, {"--src_path": src_path})
@@ -41,7 +43,7 @@ def create_quant_data(src_path, save_path, batch_size: int = BATCH_SIZE, batch_n
     with outputs:
         tmp = outputs.folder(save_path, CALIB_OWNED)
         for k in log.bar(range(batch_num), total=batch_num, desc="batches", unit="batch"):
-            batch = normalise(split.chw(chosen[k * batch_size:(k + 1) * batch_size]))
+            batch = normalise(split.chw(chosen[k * batch_size:(k + 1) * batch_size]), mean, std)
             name = f"calib_{k:04d}.bin"
             (tmp / name).write_bytes(np.ascontiguousarray(batch, dtype="<f4").tobytes())
             written.append(Path(save_path) / name)

@@ -16,7 +16,7 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 
-from . import ascend
+from . import ascend, profiles
 from .aipp import Aipp, fold_into_model, parse_aipp
 from .backends import PRECISION_KEY, OnnxRuntimeBackend, load_onnx, native_bf16
 from .config import AIPP_CFG, COMPILED_INT8, CPU_QUANTIZER_KEY, DEPLOY_SUFFIX, INPUT_SHAPE, QUANT_SAVE_PATH
@@ -172,10 +172,13 @@ def main(argv=None) -> int:
         "POC_BACKEND=ascend) -> {output}.om; else the CPU fallback -> {output}.onnx (AIPP folded in, batch fixed, "
         "optimised by ONNX Runtime).")
     p.add_argument("--framework", default="5", help="5 = ONNX (default: %(default)s)")
-    p.add_argument("--model", default=f"{QUANT_SAVE_PATH}{DEPLOY_SUFFIX}", help="ONNX model (default: %(default)s)")
-    p.add_argument("--output", default=COMPILED_INT8, help="output path without extension (default: %(default)s)")
+    profiles.add_argument(p)
+    p.add_argument("--model", default=None,
+                   help=f"ONNX model (default: {QUANT_SAVE_PATH}{DEPLOY_SUFFIX}, or the profile's)")
+    p.add_argument("--output", default=None,
+                   help=f"output path without extension (default: {COMPILED_INT8}, or the profile's)")
     p.add_argument("--input_format", default="NCHW", help="(default: %(default)s)")
-    p.add_argument("--input_shape", default=INPUT_SHAPE, help="(default: %(default)s)")
+    p.add_argument("--input_shape", default=None, help=f"(default: {INPUT_SHAPE}, or the profile's)")
     p.add_argument("--insert_op_conf", default=None,
                    help=f"AIPP config; '' for none (default: {AIPP_CFG}, else the one that ships with the scripts)")
     p.add_argument("--enable_small_channel", default="1", help="atc only (default: %(default)s)")
@@ -192,9 +195,16 @@ def main(argv=None) -> int:
     p.add_argument("--quiet", action="store_true", help="no log lines")
     args = p.parse_args(argv)
     log = Log(args.quiet, "compile")
+    profile = profiles.get(args.profile)
+    args.model = args.model or f"{profile.names()['QUANT_SAVE_PATH']}{DEPLOY_SUFFIX}"
+    args.output = args.output or profile.names()["COMPILED_INT8"]
+    args.input_shape = args.input_shape or profile.input_shape
     if args.framework != "5":
         raise InputError("--framework", f"'{args.framework}': only 5 (ONNX) is supported")
     ascend.parse_input_shape(args.input_shape)
+    if args.insert_op_conf is None and profile.name != profiles.DEFAULT:
+        args.insert_op_conf = str(profile.aipp_conf)
+        log(f"AIPP config of profile {profile.name}: {args.insert_op_conf}")
     if args.insert_op_conf is None:
         args.insert_op_conf = AIPP_CFG
         if not Path(AIPP_CFG).exists():  # run outside the repository

@@ -214,7 +214,7 @@ def published_verdict(path) -> str:
     return f"sha256 {digest[:16]}...: differs from every published asset"
 
 
-def export_ms(ms_path, out_path, log: Log | None = None, samples: int = 2, seed: int = 0) -> Path:
+def export_ms(ms_path, out_path, log: Log | None = None, samples: int = 2, seed: int = 0, mean=None, std=None) -> Path:
     """A MindSpore Lite model as ``end2end.onnx``: read (bounds-checked), translated, checked with the ONNX checker
     and verified against the reader's own op-by-op numpy run (max |diff| <= PARITY_TOLERANCE) before it appears."""
     from .ms_lite import read_ms
@@ -231,6 +231,9 @@ def export_ms(ms_path, out_path, log: Log | None = None, samples: int = 2, seed:
         model.metadata_props.add(key="source_model", value=str(Path(ms_path).resolve()))
         model.metadata_props.add(key="exporter", value="poc.ms_onnx (MindSpore Lite .ms)")
         model.metadata_props.add(key="num_classes", value=str(num_classes))
+        if mean is not None:
+            model.metadata_props.add(key="mean_rgb_255", value=json.dumps(list(mean)))
+            model.metadata_props.add(key="std_rgb_255", value=json.dumps(list(std)))
         onnx.save(model, str(tmp))
         try:
             onnx.checker.check_model(str(tmp), full_check=True)

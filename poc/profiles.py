@@ -86,3 +86,31 @@ def get(name: str | None) -> Profile:
 def add_argument(parser) -> None:
     parser.add_argument("--profile", default=DEFAULT, choices=list(PROFILES),
                         help=f"the model this run is for (default: {DEFAULT})")
+
+
+def shell_names(profile: Profile) -> dict[str, str]:
+    """config's names with this profile's in their place, for pipeline.sh."""
+    names = config.shell_names()
+    names.update(profile.names())
+    names.update(PROFILE=profile.name, DATA_DIR=profile.data_dir, DEMO_DATA_DIR=profile.demo_data_dir,
+                 EVAL_SPLIT=profile.eval_split, CALIB_SPLIT=profile.calib_split, INPUT_SHAPE=profile.input_shape,
+                 AIPP_CONF=str(profile.aipp_conf), QUANT_CONF=str(profile.quant_cfg), WEIGHTS=profile.weights,
+                 DEMO_CHECKPOINT=config.DEMO_CHECKPOINT if profile.name == DEFAULT else profile.demo_checkpoint)
+    return names
+
+
+def main(argv=None) -> int:
+    import shlex
+    import sys
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) in (1, 2) and argv[0] == "--shell":
+        print("\n".join(f"{k}={shlex.quote(v)}" for k, v in shell_names(get(argv[1] if len(argv) > 1 else None)).items()))
+        return 0
+    print("usage: python -m poc.profiles --shell [NAME]   the file names of a profile as shell assignments\n"
+          "profiles:\n" + "\n".join(f"  {p.name:<28} {p.title}" for p in PROFILES.values()))
+    return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
+
+
+if __name__ == "__main__":
+    from .errors import run_main
+    run_main(main)

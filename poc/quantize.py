@@ -14,7 +14,7 @@ from pathlib import Path
 
 import onnx
 
-from . import ascend
+from . import ascend, profiles
 from .calibrate import ifmr_ranges, read_calibration_bins
 from .config import (
     BIN_DIR,
@@ -24,12 +24,10 @@ from .config import (
     FAKE_QUANT_SUFFIX,
     INPUT_SHAPE,
     LABEL_FILE,
-    MEAN_RGB_255,
     MODELS_DIR,
     QUANT_CFG,
     QUANT_SAVE_PATH,
     REPORT_SUFFIX,
-    STD_RGB_255,
 )
 from .errors import InputError, OutputSet, atomic_file, run_main
 from .fidelity import compare, eval_set, predict, sensitivity
@@ -72,13 +70,16 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="quantize.sh", description="Stage 4: INT8 calibration. amct_onnx calibration when AMCT is on PATH "
         "(or POC_BACKEND=ascend), else ONNX Runtime static INT8 (QDQ) on the CPU, same output names.")
+    profiles.add_argument(p)
     p.add_argument("--model", default=f"{MODELS_DIR}/{END2END_ONNX}", help="float ONNX model (default: %(default)s)")
-    p.add_argument("--save_path", default=QUANT_SAVE_PATH,
-                   help="output prefix: {save_path}_deploy_model.onnx ... (default: %(default)s)")
-    p.add_argument("--input_shape", default=INPUT_SHAPE, help="NAME:N,C,H,W (default: %(default)s)")
+    p.add_argument("--save_path", default=None,
+                   help=f"output prefix: {{save_path}}_deploy_model.onnx ... (default: {QUANT_SAVE_PATH}, or the "
+                        "profile's)")
+    p.add_argument("--input_shape", default=None, help=f"NAME:N,C,H,W (default: {INPUT_SHAPE}, or the profile's)")
     p.add_argument("--data_dir", default=f"{CALIB_DIR}/", help="calibration bins (default: %(default)s)")
     p.add_argument("--data_types", default="float32", help="calibration data type (default: %(default)s)")
-    p.add_argument("--calibration_config", default=QUANT_CFG, help="AMCT config (default: %(default)s)")
+    p.add_argument("--calibration_config", default=None,
+                   help=f"AMCT config (default: {QUANT_CFG}; for another profile its own quant.cfg)")
     p.add_argument("--method", choices=METHODS, default="ifmr",
                    help="CPU calibration: ifmr (AMCT's, default), or ONNX Runtime's minmax/percentile/entropy")
     p.add_argument("--eval_bins", default=BIN_DIR, help="held-out images for the fidelity report (default: %(default)s)")
@@ -89,6 +90,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.eval_images < 0:
         p.error("--eval_images must be >= 0")
+    profile = profiles.get(args.profile)
+    args.save_path = args.save_path or profile.names()["QUANT_SAVE_PATH"]
+    args.input_shape = args.input_shape or profile.input_shape
+    args.calibration_config = args.calibration_config or (QUANT_CFG if profile.name == profiles.DEFAULT
+                                                          else str(profile.quant_cfg))
     log = Log(args.quiet, "quantize")
     backend = ascend.choose("amct_onnx", ascend.on_path("amct_onnx"), log)
     report: dict = {"backend": backend, "model": str(args.model), "calibration_config": str(args.calibration_config)}
@@ -110,7 +116,7 @@ def main(argv=None) -> int:
         images, labels = read_image_bins(args.eval_bins, args.eval_labels, args.eval_images) \
             if Path(args.eval_bins).is_dir() else ([], None)
         if len(images) and int8_model.is_file():
-            ev = eval_set(args.model, images, labels, MEAN_RGB_255, STD_RGB_255)
+            ev = eval_set(args.model, images, labels, profile.mean_rgb_255, profile.std_rgb_255)
             fid = compare(ev.fp32, predict(int8_model, ev.x), ev.labels)
             log(fid.line())
             report["fidelity"] = fid.as_dict()

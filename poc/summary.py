@@ -7,10 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import profiles
 from .config import (
-    COMPILED_BF16,
-    COMPILED_FP32,
-    COMPILED_INT8,
     DST_BF16,
     DST_FP32,
     DST_INT8,
@@ -48,6 +46,7 @@ def output_fidelity(folder, reference) -> tuple[float, float, int] | None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Print the pipeline summary from its output files.")
+    profiles.add_argument(p)
     p.add_argument("--result", default=RESULT_JSON)
     p.add_argument("--result_fp32", default=RESULT_FP32_JSON)
     p.add_argument("--result_bf16", default=RESULT_BF16_JSON)
@@ -57,15 +56,19 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="", help="data set used (for the record)")
     p.add_argument("--checkpoint", default="", help="checkpoint used (for the record)")
     args = p.parse_args(argv)
+    profile = profiles.get(args.profile)
+    names = profile.names()
     int8, fp32, bf16 = _load(args.result), _load(args.result_fp32), _load(args.result_bf16)
     s8, s32 = _load(args.infer_summary), _load(args.infer_summary_fp32)
     s16 = _load(f"{DST_BF16}{SUMMARY_SUFFIX}")
-    bf16_model = compiled_model(COMPILED_BF16)
+    bf16_model = compiled_model(names["COMPILED_BF16"])
     if bf16 is not None and not (bf16_model.is_file() and bf16_model.stat().st_mtime <= Path(args.result_bf16).stat().st_mtime
-                                 and compiled_model(COMPILED_FP32).stat().st_mtime <= bf16_model.stat().st_mtime):
+                                 and compiled_model(names["COMPILED_FP32"]).stat().st_mtime <= bf16_model.stat().st_mtime):
         bf16 = None  # a BF16 result from an earlier run with another model: not this run's
     rep = _load(args.quant_report)
     print("\n================ pipeline summary ================")
+    if profile.name != profiles.DEFAULT:
+        print(f"profile: {profile.name} ({profile.title})")
     if args.data or args.checkpoint:
         print(f"data: {args.data}   checkpoint: {args.checkpoint}")
     print(f"{'model':<22} {'top-1':>8} {'top-5':>8} {'img/s':>9} {'e2e img/s':>10}")
@@ -80,8 +83,10 @@ def main(argv=None) -> int:
     if int8 and fp32:
         drop = fp32["metrics"]["top1"] - int8["metrics"]["top1"]
         pub = PUBLISHED_310P3
-        print(f"INT8 top-1 drop: {drop:+.2f} points on {int8['metrics']['num_images']} images "
-              f"(published 310P3: {pub['fp16']['top1']} % FP16 -> {pub['int8']['top1']} % INT8)")
+        published = (f"published 310P3: {pub['fp16']['top1']} % FP16 -> {pub['int8']['top1']} % INT8"
+                     if profile.name == profiles.DEFAULT else
+                     f"published top-1 of the seed card: {profile.published.get('top1', '?')} %")
+        print(f"INT8 top-1 drop: {drop:+.2f} points on {int8['metrics']['num_images']} images ({published})")
     if bf16 is not None:
         fid = output_fidelity(DST_BF16, DST_FP32)
         if fid:
@@ -95,7 +100,8 @@ def main(argv=None) -> int:
         print(f"fidelity ({f['images']} held-out images): top-1 agreement {f['top1_agreement']:.2f} %, "
               f"mean cosine {f['mean_cosine']:.5f}")
     print("files:")
-    for what, path in (("INT8 model", compiled_model(COMPILED_INT8)), ("FP32 model", compiled_model(COMPILED_FP32)),
+    for what, path in (("INT8 model", compiled_model(names["COMPILED_INT8"])),
+                       ("FP32 model", compiled_model(names["COMPILED_FP32"])),
                        ("BF16 model", bf16_model if bf16 is not None else Path("/nonexistent")),
                        ("INT8 outputs", f"{DST_INT8}/"), ("FP32 outputs", f"{DST_FP32}/"),
                        ("INT8 accuracy", args.result), ("FP32 accuracy", args.result_fp32),
