@@ -140,3 +140,24 @@ def write_bins(folder: Path, n: int, seed=0, prefix="img", npy=False) -> np.ndar
         else:
             (folder / f"{prefix}{i}.bin").write_bytes(images[i].tobytes())
     return images
+
+
+def identity_model(h, w):
+    """float NCHW [n,3,h,w] in, the same out: with AIPP folded in front, its output is what enters the network."""
+    import onnx  # noqa: F401
+    from onnx import TensorProto, helper
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "id",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, h, w])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 3, h, w])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+def fake_ais_bench(tmp_path: Path, main_body: str) -> dict:
+    """A stand-in ``ais_bench`` package (``python -m ais_bench`` runs ``main_body``); returns the env that finds it."""
+    pkg = tmp_path / "mods" / "ais_bench"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text(main_body)
+    return {"PYTHONPATH": str(tmp_path / "mods")}

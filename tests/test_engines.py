@@ -6,8 +6,7 @@ import os
 import numpy as np
 import onnx
 import pytest
-from conftest import ROOT, env_with_path, fake_tool, run_script, tool_calls
-from onnx import TensorProto, helper
+from conftest import ROOT, env_with_path, fake_tool, identity_model, run_script, tool_calls
 
 from poc.aipp import parse_aipp
 from poc.backends import PRECISION_KEY, OnnxRuntimeBackend, OpenVinoBackend, native_bf16
@@ -80,15 +79,6 @@ def test_int8_engines_agree_on_top1_and_cosine(both_engines):
     assert agree(ov_int8, ort_int8) >= 95
 
 
-def _identity(h, w):
-    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "id",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, h, w])],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 3, h, w])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    return model
-
-
 @pytest.mark.parametrize("crop, swap", [(True, True), (False, True), (True, False)])
 def test_aipp_gives_the_same_pixels_into_the_network_on_both_engines(tmp_path, crop, swap):
     conf = tmp_path / "a.conf"
@@ -98,7 +88,7 @@ def test_aipp_gives_the_same_pixels_into_the_network_on_both_engines(tmp_path, c
                     f"min_chn_1: 1.5 var_reci_chn_0: 0.25 var_reci_chn_2: 2.0 }}")
     aipp = parse_aipp(conf)
     h, w = aipp.out_hw
-    onnx.save(_identity(h, w), str(tmp_path / "id.onnx"))
+    onnx.save(identity_model(h, w), str(tmp_path / "id.onnx"))
     x = np.random.default_rng(1).integers(0, 256, (2, 36, 40, 3), dtype=np.uint8)
     want = aipp.apply(x)
     got = {}

@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import ROOT, run_script, tiny_model, write_bins
+from conftest import ROOT, fake_ais_bench, run_script, tiny_model, write_bins
 
 from poc.checkpoint import build_model
 from poc.files import normalise
@@ -124,13 +124,9 @@ def test_pure_inference_mode(tmp_path):
 
 
 def _fake_ais_bench(tmp_path):
-    pkg = tmp_path / "fakemods" / "ais_bench"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "__main__.py").write_text(
-        "import json, sys, os\n"
-        "open(os.environ['AIS_CALLS'], 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
-    return {"PYTHONPATH": str(tmp_path / "fakemods"), "AIS_CALLS": str(tmp_path / "calls.txt")}
+    env = fake_ais_bench(tmp_path, "import json, sys, os\n"
+                                   "open(os.environ['AIS_CALLS'], 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
+    return {**env, "AIS_CALLS": str(tmp_path / "calls.txt")}
 
 
 def test_om_model_runs_ais_bench_with_the_exact_command_line(tmp_path):

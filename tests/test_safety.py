@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_script, tiny_model, write_bins, write_cifar100
+from conftest import ROOT, fake_ais_bench, run_script, tiny_model, write_bins, write_cifar100
 
 from poc.errors import InputError, OutputSet
 from poc.files import format_txt, natural_key, read_labels
@@ -317,10 +317,7 @@ def test_integer_outputs_are_written_with_percent_d():
 
 
 def test_every_ais_bench_flag_is_accepted_and_handed_on_unchanged(tmp_path):
-    pkg = tmp_path / "mods" / "ais_bench"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "__main__.py").write_text("import json, sys\nprint('ARGS=' + json.dumps(sys.argv[1:]))\n")
+    env = fake_ais_bench(tmp_path, "import json, sys\nprint('ARGS=' + json.dumps(sys.argv[1:]))\n")
     (tmp_path / "m.om").write_bytes(b"om")
     flags = ["--display_all_summary", "true", "--run_mode", "array", "--output_batchsize_axis", "1", "--debug",
              "false", "--dymBatch", "4", "--dymHW", "32,32", "--dymDims", "input:1,3", "--dymShape", "input:1,3",
@@ -328,7 +325,7 @@ def test_every_ais_bench_flag_is_accepted_and_handed_on_unchanged(tmp_path):
              "--auto_set_dymdims_mode", "0", "--profiler", "false", "--dump", "false", "--acl_json_path", "a.json",
              "--device", "0,1", "--warmup_count", "2", "--loop", "3", "--batchsize", "24"]
     args = ["--model", "m.om", "--input", "bin_data", "--output", "./", *flags]
-    proc = run_script(["infer.sh", *args, "--quiet"], cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "mods")})
+    proc = run_script(["infer.sh", *args, "--quiet"], cwd=tmp_path, env=env)
     assert json.loads(proc.stdout.split("ARGS=", 1)[1]) == args
     # the CPU runner accepts them too and says which do nothing on a CPU
     model = tiny_model(tmp_path / "m.onnx")

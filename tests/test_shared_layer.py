@@ -11,8 +11,7 @@ import time
 import numpy as np
 import onnx
 import pytest
-from conftest import ROOT, run_script, tiny_model
-from onnx import TensorProto, helper
+from conftest import ROOT, fake_ais_bench, identity_model, run_script, tiny_model
 
 from poc import config
 from poc.aipp import fold_into_model, parse_aipp
@@ -62,15 +61,12 @@ def test_shared_layer_imports_no_stage():
 
 def test_om_path_imports_neither_onnxruntime_nor_torch(tmp_path):
     """An Ascend host may have neither: infer.sh on an .om hands off to ais_bench without importing them."""
-    pkg = tmp_path / "mods" / "ais_bench"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "__main__.py").write_text("import sys; print('AIS', sys.argv[1:])\n")
+    mods = fake_ais_bench(tmp_path, "import sys; print('AIS', sys.argv[1:])\n")["PYTHONPATH"]
     (tmp_path / "m.om").write_bytes(b"om")
     code = ("import sys; sys.modules['onnxruntime'] = None; sys.modules['torch'] = None; sys.modules['onnx'] = None\n"
             "from poc.runner import main; sys.exit(main(['--model', 'm.om', '--input', 'x', '--dymBatch', '4']))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=f"{ROOT}:{tmp_path / 'mods'}"))
+                          env=dict(os.environ, PYTHONPATH=f"{ROOT}:{mods}"))
     assert proc.returncode == 0, proc.stderr
     assert "AIS ['--model', 'm.om', '--input', 'x', '--dymBatch', '4']" in proc.stdout
 
@@ -178,16 +174,6 @@ def test_benchmark_builds_the_runner_options_it_runs_with(tmp_path):
 
 # --- AIPP: the numpy reference is the oracle of the ONNX fold ---------------------------------------------------
 
-def _identity_model(h, w):
-    """float NCHW [n,3,h,w] in, the same out: the fold's output is then exactly what enters the network."""
-    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "id",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, h, w])],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 3, h, w])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    return model
-
-
 @pytest.mark.parametrize("crop, swap", [(True, True), (True, False), (False, True)])
 def test_aipp_fold_equals_the_reference_with_crop_and_swap(tmp_path, crop, swap):
     conf = tmp_path / "a.conf"
@@ -214,7 +200,7 @@ def test_aipp_fold_equals_the_reference_with_crop_and_swap(tmp_path, crop, swap)
 }}""")
     aipp = parse_aipp(conf)
     h, w = aipp.out_hw
-    folded = fold_into_model(_identity_model(h, w), aipp, [4, 3, h, w], "input")
+    folded = fold_into_model(identity_model(h, w), aipp, [4, 3, h, w], "input")
     onnx.save(folded, str(tmp_path / "f.onnx"))
     x = np.random.default_rng(0).integers(0, 256, (4, 36, 40, 3), dtype=np.uint8)
     got = OnnxRuntimeBackend().load(tmp_path / "f.onnx").predict({"input": x})[0]
