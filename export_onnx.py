@@ -9,7 +9,7 @@ from pathlib import Path
 from poc import config, profiles
 from poc.checkpoint import TRUST_FLAG, build_model
 from poc.errors import run_main
-from poc.export import ExportError, choose_exporter, export_ms, export_onnx, random_model, require_checkpoint
+from poc.export import ExportError, choose_exporter, export_ms, export_onnx, export_pruned, random_model, require_checkpoint
 from poc.progress import Log
 
 
@@ -17,6 +17,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     profiles.add_argument(p)
     p.add_argument("--checkpoint", default=None, help="mmcls / mmpretrain checkpoint (.pth)")
+    p.add_argument("--index", default=None,
+                   help="ResNet50-0.65x's index.txt (default: the one that ships with profile ms-resnet50-0.65x-pets)")
     p.add_argument("--model", default=None, metavar="FILE.ms",
                    help="a MindSpore Lite model (.ms, Lite 1.0/1.1 schema) to translate instead of a checkpoint")
     p.add_argument("--work-dir", "--work_dir", dest="work_dir", default=config.MODELS_DIR,
@@ -43,6 +45,14 @@ def main():
         if args.checkpoint is not None or args.random_init:
             p.error("--model (a .ms file) replaces --checkpoint / --random_init")
         export_ms(args.model, Path(args.work_dir) / args.output, log, mean=profile.mean_rgb_255, std=profile.std_rgb_255)
+        return
+    if profile.weights == "ckpt":
+        if args.checkpoint is None:
+            p.error(f"--profile {profile.name} exports from its MindSpore checkpoint: give --checkpoint FILE.ckpt "
+                    f"(the published asset: {', '.join(profile.assets)})")
+        export_pruned(args.checkpoint, args.index or profile.aipp_conf.with_name("index.txt"),
+                      Path(args.work_dir) / args.output, profile.image_hw, log, profile.mean_rgb_255,
+                      profile.std_rgb_255)
         return
     require_checkpoint(args.checkpoint, args.random_init, args.seed)
     if args.random_init:

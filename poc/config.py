@@ -72,6 +72,7 @@ PUBLISHED_ASSETS_SHA256 = {
     "residual_distill_res50_cifar10_bs_1_update.ms": "449498ecf5201d46d4eaee2754d69db89b656573f4e74ab42a9f8597299bb63b",
     "adversarial_pruning.ms": "5c279f018a7e3d3b8cb2ec90717513dae3d4519a8de03447851d68b95ae2eca7",
     "resnet50-pet-0.65x-80.24.ckpt": "b41eb489a62c8c12ff88b7f028bc4a943f29f8e25a0a9ec69b9ed070681340cc",
+    "index.txt": "7447206ced1378b34f2f8aeb527d36aa08a938fb42dce779838f7bf1aa4f3c32",  # ResNet50-0.65x's
 }
 
 # Exit code for bad input (a file that is missing, malformed or refused).

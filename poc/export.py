@@ -61,12 +61,13 @@ def choose_exporter(requested: str, log: Log) -> str:
     return requested
 
 
-def torchscript_export(module: torch.nn.Module, f, opset: int, output_name: str, dynamic_axes: dict) -> None:
+def torchscript_export(module: torch.nn.Module, f, opset: int, output_name: str, dynamic_axes: dict,
+                       hw: int = IMAGE_HW) -> None:
     """The TorchScript exporter (``dynamo=False``): it, not the dynamo one, reproduces mmdeploy's opset-11 graph."""
     module.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice: chosen on purpose
-        torch.onnx.export(module, torch.zeros(1, IMAGE_CHANNELS, IMAGE_HW, IMAGE_HW), f, dynamo=False, opset_version=opset,
+        torch.onnx.export(module, torch.zeros(1, IMAGE_CHANNELS, hw, hw), f, dynamo=False, opset_version=opset,
                           export_params=True, do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL,
                           keep_initializers_as_inputs=False, input_names=[INPUT_NAME], output_names=[output_name],
                           dynamic_axes=dynamic_axes)
@@ -254,5 +255,86 @@ def export_ms(ms_path, out_path, log: Log | None = None, samples: int = 2, seed:
             raise ExportError(f"the translation differs from the .ms graph by {diff:.2e} > {PARITY_TOLERANCE:g}; "
                               f"{out_path} not written")
     log(f"wrote {out_path}: opset {ONNX_OPSET}, {len(model.graph.node)} nodes, input {INPUT_NAME} [batch,3,{h},{w}], "
+        f"output {OUTPUT_NAME} [batch,{num_classes}]")
+    return out_path
+
+
+# --- MindSpore .ckpt + index.txt (ResNet50-0.65x) -> end2end.onnx -----------------------------------------------
+
+FOLD_TOLERANCE = 1e-5
+
+
+def build_pruned(ckpt_path, index_path, log: Log):
+    """The pruned network with the checkpoint's weights (MindSpore's names mapped); keys that are no network
+    parameters (optimizer moments, learning_rate, global_step, ...) are counted and left."""
+    from .ms_checkpoint import read_ckpt
+    from .pruned_resnet import PrunedResNet50, ms_name, read_index
+    ckpt = read_ckpt(ckpt_path)
+    index = read_index(index_path)
+    log(f"{ckpt_path}: {len(ckpt.params)} tensors (CRC {ckpt.crc}); {published_verdict(ckpt_path)}")
+    log(f"{index_path}: {len(index)} blocks; {published_verdict(index_path)}")
+    fc = ckpt.params.get("end_point.weight")
+    if fc is None or fc.ndim != 2:
+        raise InputError(ckpt_path, "no 2-D 'end_point.weight': not a ResNet50-0.65x checkpoint")
+    model = PrunedResNet50(index, num_classes=int(fc.shape[0]))
+    expected = {ms_name(k): k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
+    missing = sorted(set(expected) - set(ckpt.params))
+    if missing:
+        raise InputError(ckpt_path, f"{len(missing)} parameters of ResNet50-0.65x missing: {', '.join(missing[:4])}")
+    state = {}
+    for name, key in expected.items():
+        arr = ckpt.params[name]
+        want = tuple(model.state_dict()[key].shape)
+        if tuple(arr.shape) != want:
+            raise InputError(ckpt_path, f"{name}: shape {list(arr.shape)}, the network (with this index.txt) has "
+                                        f"{list(want)}")
+        if arr.dtype.kind != "f" or not np.isfinite(arr).all():
+            raise InputError(ckpt_path, f"{name}: not finite floating-point values")
+        state[key] = torch.from_numpy(arr.astype(np.float32))
+    ignored = sorted(set(ckpt.params) - set(expected))
+    if ignored or ckpt.skipped:
+        log(f"ignored {len(ignored) + len(ckpt.skipped)} values that are no network parameters"
+            + (f" ({', '.join((ignored + ckpt.skipped)[:3])}{' ...' if len(ignored) > 3 else ''})"))
+    model.load_state_dict(state, strict=False)
+    return model.eval()
+
+
+def export_pruned(ckpt_path, index_path, out_path, hw: int, log: Log | None = None, mean=None, std=None) -> Path:
+    """The checkpoint as ``end2end.onnx``: the scatter folded into conv3/bn3 (checked against the scattered
+    network), exported, checked, compared with PyTorch."""
+    from .pruned_resnet import fold_scatter
+    log = log or Log(stage="export")
+    model = build_pruned(ckpt_path, index_path, log)
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, IMAGE_CHANNELS, hw, hw)).astype(np.float32))
+    with torch.no_grad():
+        scattered = model(x).numpy()
+        fold_scatter(model)
+        folded = model(x).numpy()
+    fold_diff = float(np.abs(scattered - folded).max())
+    log(f"scatter folded into conv3/bn3: max abs diff {fold_diff:.2e} against the scattered network "
+        f"(tolerance {FOLD_TOLERANCE:g})")
+    if not fold_diff <= FOLD_TOLERANCE:
+        raise ExportError(f"the folded network differs from the scattered one by {fold_diff:.2e}")
+    num_classes = int(model.end_point.out_features)
+    out_path = Path(out_path)
+    with atomic_path(out_path) as tmp:
+        torchscript_export(model, str(tmp), ONNX_OPSET, OUTPUT_NAME, DYNAMIC_AXES, hw=hw)
+        add_metadata(tmp, {"mean_rgb_255": list(mean or ()), "std_rgb_255": list(std or ()),
+                           "num_classes": str(num_classes), "source_checkpoint": str(Path(ckpt_path).resolve()),
+                           "index": str(Path(index_path).resolve()), "exporter": "native (MindSpore checkpoint)",
+                           "model": "ResNet50-0.65x (SCOP), scatter folded into conv3/bn3"})
+        try:
+            onnx.checker.check_model(str(tmp), full_check=True)
+        except onnx.checker.ValidationError as err:
+            raise ExportError(f"onnx.checker rejected the exported graph: {first_line(err)}") from None
+        got = OnnxRuntimeBackend().load(tmp).predict({INPUT_NAME: x.numpy()})[0]
+        diff = float(np.abs(got - folded).max())
+        log(f"parity ONNX Runtime vs PyTorch (batch 2): max abs diff {diff:.2e} (tolerance {PARITY_TOLERANCE:g}) "
+            f"{'ok' if diff <= PARITY_TOLERANCE else 'FAILED'}")
+        if not diff <= PARITY_TOLERANCE:
+            raise ExportError(f"ONNX Runtime and PyTorch differ by {diff:.2e} > {PARITY_TOLERANCE:g}")
+    graph = onnx.load(str(out_path)).graph
+    assert "ScatterND" not in {n.op_type for n in graph.node}
+    log(f"wrote {out_path}: opset {ONNX_OPSET}, {len(graph.node)} nodes, input {INPUT_NAME} [batch,3,height,width], "
         f"output {OUTPUT_NAME} [batch,{num_classes}]")
     return out_path

@@ -73,6 +73,11 @@ PROFILES = {p.name: p for p in (
             tuple(255 * s for s in (0.24703233, 0.24348505, 0.26158768)),
             "plain_resnet50", "ms", "profiles/ms-resnet50-plain-cifar10", "resnet50_plain_cifar10",
             published={"top1": 94.46}, assets=("residual_distill_res50_cifar10_bs_1_update.ms",)),
+    Profile("ms-resnet50-0.65x-pets", "ResNet50-0.65x (SCOP-pruned ResNet-50, Oxford-IIIT Pet)", "pets",
+            "./oxford-iiit-pet", "./demo-data/oxford-iiit-pet", "test.txt", "trainval.txt", 224, 37,
+            tuple(255 * m for m in (0.485, 0.456, 0.406)), tuple(255 * s for s in (0.229, 0.224, 0.225)),
+            "pruned_resnet50", "ckpt", "profiles/ms-resnet50-0.65x-pets", "resnet50_pruned_pets",
+            published={"top1": 80.24}, assets=("resnet50-pet-0.65x-80.24.ckpt",)),
 )}
 
 
