@@ -1,0 +1,80 @@
+"""Oxford-IIIT Pet: its split files, its images (decoded with Pillow and converted to RGB, whatever the file holds:
+grayscale, RGBA, CMYK, PNG data under a .jpg name), and ResNet50-0.65x's eval transform up to its uint8 stage
+(``src/pet_dataset.py``, MindSpore py_transforms semantics): the shorter side resized to 256 (bilinear, the other
+side truncated), then a center crop of 224 with rounded offsets. The normalisation is AIPP's job."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import InputError
+
+CLASSES = ("Abyssinian", "american_bulldog", "american_pit_bull_terrier", "basset_hound", "beagle", "Bengal", "Birman",
+           "Bombay", "boxer", "British_Shorthair", "chihuahua", "Egyptian_Mau", "english_cocker_spaniel",
+           "english_setter", "german_shorthaired", "great_pyrenees", "havanese", "japanese_chin", "keeshond",
+           "leonberger", "Maine_Coon", "miniature_pinscher", "newfoundland", "Persian", "pomeranian", "pug", "Ragdoll",
+           "Russian_Blue", "saint_bernard", "samoyed", "scottish_terrier", "shiba_inu", "Siamese", "Sphynx",
+           "staffordshire_bull_terrier", "wheaten_terrier", "yorkshire_terrier")
+RESIZE, CROP = 256, 224
+MAX_PIXELS = 100_000_000  # larger images are refused: a decompression bomb, not a pet photo
+
+
+def read_split(path) -> list[tuple[str, int]]:
+    """``annotations/test.txt`` / ``trainval.txt`` / ``list.txt``: ``Image CLASS-ID SPECIES BREED-ID`` lines (``#``
+    lines skipped); label = CLASS-ID - 1, checked against the image name's breed."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(path, "no such split file (annotations/test.txt or trainval.txt)") from None
+    except (UnicodeDecodeError, IsADirectoryError):
+        raise InputError(path, "not a text split file") from None
+    out = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) != 4 or not all(p.isascii() and p.isdigit() for p in parts[1:]):
+            raise InputError(path, f"line {n}: expected 'Image CLASS-ID SPECIES BREED-ID', found {line.strip()[:60]!r}")
+        label = int(parts[1]) - 1
+        if not 0 <= label < len(CLASSES):
+            raise InputError(path, f"line {n}: CLASS-ID {parts[1]} is outside 1..{len(CLASSES)}")
+        if parts[0].rsplit("_", 1)[0] != CLASSES[label]:
+            raise InputError(path, f"line {n}: {parts[0]} is not of class {CLASSES[label]} (CLASS-ID {parts[1]})")
+        out.append((parts[0], label))
+    if not out:
+        raise InputError(path, "lists no images")
+    return out
+
+
+def eval_crop(img: Image.Image) -> np.ndarray:
+    """uint8 HWC RGB [224,224,3]: shorter side 256 (bilinear; unchanged when it already is 256), center crop 224."""
+    img = img.convert("RGB")
+    w, h = img.size
+    if not ((w <= h and w == RESIZE) or (h <= w and h == RESIZE)):
+        size = (RESIZE, int(RESIZE * h / w)) if w < h else (int(RESIZE * w / h), RESIZE)
+        img = img.resize(size, Image.BILINEAR)
+    w, h = img.size
+    top, left = int(round((h - CROP) / 2.0)), int(round((w - CROP) / 2.0))
+    return np.asarray(img.crop((left, top, left + CROP, top + CROP)), dtype=np.uint8)
+
+
+def load_image(path: Path) -> np.ndarray:
+    """One image through the eval transform; a missing, truncated or undecodable file is one InputError."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise InputError(path, f"{img.width}x{img.height} pixels: too large for a photo")
+                img.load()
+                return eval_crop(img)
+    except FileNotFoundError:
+        raise InputError(path, "no such image (listed in the split file)") from None
+    except InputError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise InputError(path, f"not a readable image ({type(err).__name__}: {str(err)[:100]})") from None

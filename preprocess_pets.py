@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""Oxford-IIIT Pet -> ais_bench input bins for ResNet50-0.65x (profile ms-resnet50-0.65x-pets): each image through the
+model's eval transform up to its uint8 stage (shorter side 256, bilinear; center crop 224), 150,528-byte uint8 HWC RGB
+bins, a label file (label = CLASS-ID - 1) and PNGs. The normalisation is AIPP's job.
+
+    python3 preprocess_pets.py --src_path ./oxford-iiit-pet --bin_path ./bin_data
+"""
+import argparse
+
+from poc import config, profiles
+from poc.errors import run_main
+from poc.preprocess import preprocess_pets
+from poc.progress import Log
+
+PETS = "ms-resnet50-0.65x-pets"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    profile = profiles.get(PETS)
+    p.add_argument("--src_path", default=profile.data_dir,
+                   help="the data set folder: images/ and annotations/ (default: %(default)s)")
+    p.add_argument("--split", default=profile.eval_split, help="split file in annotations/ (default: %(default)s)")
+    p.add_argument("--bin_path", default=config.BIN_DIR, help="folder for img{i}.bin (default: %(default)s)")
+    p.add_argument("--label_path", default=config.LABEL_FILE, help="label file (default: %(default)s)")
+    p.add_argument("--pic_path", default=config.PIC_DIR, help="folder for img{i}.png (default: %(default)s)")
+    p.add_argument("--no_pic", action="store_true", help="do not write PNGs")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images of the split")
+    p.add_argument("--skip_bad", action="store_true",
+                   help="leave out images that cannot be read (counted in the log) instead of stopping")
+    p.add_argument("--quiet", action="store_true", help="no progress or log lines")
+    args = p.parse_args()
+    if args.limit is not None and args.limit < 1:
+        p.error("--limit must be at least 1")
+    preprocess_pets(args.src_path, args.split, args.bin_path, args.label_path, None if args.no_pic else args.pic_path,
+                    args.limit, args.skip_bad, Log(args.quiet, "preprocess"))
+
+
+if __name__ == "__main__":
+    run_main(main)

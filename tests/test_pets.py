@@ -1,0 +1,106 @@
+"""Oxford-IIIT Pet: the split files, odd images, and the eval transform byte-exact against Pillow computing the
+rule of MODELS.md directly; preprocess_pets.py end to end."""
+import os
+
+import numpy as np
+import pytest
+from conftest import run_script
+from PIL import Image
+
+from poc import pets
+from poc.errors import InputError
+
+
+def _rule(img: Image.Image) -> np.ndarray:
+    """MODELS.md, step by step: RGB; shorter side 256 bilinear, the other int(256 * long / short) (unchanged when the
+    shorter side is 256); top = int(round((H - 224) / 2)), left likewise; a 224 crop."""
+    img = img.convert("RGB")
+    w, h = img.size
+    if min(w, h) != 256:
+        if w < h:
+            img = img.resize((256, int(256 * h / w)), Image.BILINEAR)
+        else:
+            img = img.resize((int(256 * w / h), 256), Image.BILINEAR)
+    W, H = img.size
+    top, left = int(round((H - 224) / 2)), int(round((W - 224) / 2))
+    return np.array(img)[top:top + 224, left:left + 224]
+
+
+@pytest.mark.parametrize("size", [(500, 375), (375, 500), (257, 300), (300, 257), (256, 301), (301, 256),
+                                  (256, 256), (224, 1000), (1, 1), (333, 333)])
+def test_eval_crop_is_the_rule_byte_for_byte(size):
+    rng = np.random.default_rng(sum(size))
+    img = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB")
+    got = pets.eval_crop(img)
+    assert got.shape == (224, 224, 3) and got.dtype == np.uint8
+    assert np.array_equal(got, _rule(img))
+
+
+def _pet_folder(root, names_labels, odd=None):
+    """A data set in the Pet layout: images/<Name>_<n>.jpg, annotations/test.txt (+ trainval.txt)."""
+    (root / "images").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    rng = np.random.default_rng(0)
+    for name, _ in names_labels:
+        Image.fromarray(rng.integers(0, 256, (240, 300, 3), dtype=np.uint8)).save(root / "images" / f"{name}.jpg",
+                                                                                  quality=90)
+    lines = "".join(f"{name} {label + 1} {1 if pets.CLASSES[label][0].isupper() else 2} 1\n"
+                    for name, label in names_labels)
+    (root / "annotations" / "test.txt").write_text(lines)
+    return root
+
+
+def test_odd_images_decode_as_rgb(tmp_path):
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (300, 260, 3), dtype=np.uint8)
+    cases = {
+        "gray": Image.fromarray(rgb[..., 0], "L"), "rgba": Image.fromarray(np.dstack([rgb, rgb[..., :1]]), "RGBA"),
+        "cmyk": Image.fromarray(rgb, "RGB").convert("CMYK"), "tiny": Image.fromarray(rgb[:1, :1], "RGB"),
+    }
+    for name, img in cases.items():
+        fmt = "PNG" if name == "rgba" else "JPEG"  # RGBA: PNG bytes under a .jpg name, as in the real set
+        img.save(tmp_path / f"{name}.jpg", format=fmt)
+        got = pets.load_image(tmp_path / f"{name}.jpg")
+        with Image.open(tmp_path / f"{name}.jpg") as ref:
+            assert np.array_equal(got, _rule(ref)), name
+    good = (tmp_path / "gray.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(good[: len(good) // 3])
+    with pytest.raises(InputError, match="cut.jpg: not a readable image"):
+        pets.load_image(tmp_path / "cut.jpg")
+    with pytest.raises(InputError, match="no such image"):
+        pets.load_image(tmp_path / "missing.jpg")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("Abyssinian_1 1 1\n", "line 1: expected 'Image CLASS-ID SPECIES BREED-ID'"),
+    ("Abyssinian_1 38 1 1\n", "line 1: CLASS-ID 38 is outside 1..37"),
+    ("Abyssinian_1 2 1 1\n", "line 1: Abyssinian_1 is not of class american_bulldog"),
+    ("# comment only\n", "lists no images"),
+])
+def test_split_file_faults(tmp_path, text, message):
+    (tmp_path / "test.txt").write_text(text)
+    with pytest.raises(InputError, match=message):
+        pets.read_split(tmp_path / "test.txt")
+
+
+def test_preprocess_pets_end_to_end(tmp_path):
+    entries = [(f"{pets.CLASSES[c]}_{k}", c) for c in (0, 5, 36) for k in (1, 2)]
+    root = _pet_folder(tmp_path / "oxford-iiit-pet", entries)
+    run_script(["preprocess_pets.py", "--src_path", str(root), "--quiet"], cwd=tmp_path)
+    assert sorted(os.listdir(tmp_path / "bin_data")) == sorted(f"img{i}.bin" for i in range(6))
+    assert (tmp_path / "img_label.txt").read_text().splitlines() == [f"img{i} {c}" for i, (_, c) in enumerate(entries)]
+    for i, (name, _) in enumerate(entries):
+        raw = (tmp_path / "bin_data" / f"img{i}.bin").read_bytes()
+        with Image.open(root / "images" / f"{name}.jpg") as img:
+            assert len(raw) == 150_528 and raw == _rule(img).tobytes()
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "pic" / "img3.png")),
+                          np.frombuffer((tmp_path / "bin_data" / "img3.bin").read_bytes(), np.uint8).reshape(224, 224, 3))
+    # a corrupt image: one line naming it and no output; --skip_bad leaves it out and says so
+    (root / "images" / f"{entries[2][0]}.jpg").write_bytes(b"not a jpeg")
+    proc = run_script(["preprocess_pets.py", "--src_path", str(root), "--bin_path", "b2"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and f"{entries[2][0]}.jpg" in proc.stderr
+    assert not (tmp_path / "b2").exists()
+    proc = run_script(["preprocess_pets.py", "--src_path", str(root), "--bin_path", "b3", "--label_path", "l3.txt",
+                       "--no_pic", "--skip_bad"], cwd=tmp_path)
+    assert "skipped 1 unreadable images" in proc.stdout and len(os.listdir(tmp_path / "b3")) == 5
+    assert [ln.split()[1] for ln in (tmp_path / "l3.txt").read_text().splitlines()] == ["0", "0", "5", "36", "36"]
