@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from poc import config, profiles
-from poc.calib_data import create_quant_data, default_source
+from poc.calib_data import create_quant_data, create_quant_data_pets, default_source
 from poc.errors import run_main
 from poc.progress import Log
 from poc.quant_cfg import parse_quant_cfg
@@ -45,6 +45,10 @@ def main():
     if args.batch_size < 1 or args.batch_num < 1:
         p.error("--batch_size and --batch_num must be at least 1")
     profile = profiles.get(args.profile)
+    if profile.dataset == "pets":  # a folder of images with split files, not a pickle
+        create_quant_data_pets(args.src_path or profile.data_dir, profile.calib_split, args.save_path, args.batch_size,
+                               args.batch_num, args.seed, log, profile.mean_rgb_255, profile.std_rgb_255)
+        return
     src = Path(args.src_path) if args.src_path else default_source(profile.data_dir, profile)
     log(f"source: {src}" + ("" if args.src_path else " (default: the training split when present, else the test split)"))
     create_quant_data(src, args.save_path, args.batch_size, args.batch_num, args.seed, log, profile.mean_rgb_255,

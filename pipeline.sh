@@ -64,24 +64,30 @@ stage() {  # stage NAME command...: run one stage; when it fails, name it and ex
     fi
 }
 
-if [[ "$DEMO" == 0 && ! -e "$DATA/$EVAL_SPLIT" ]]; then
-    echo "pipeline: no test split at $DATA/$EVAL_SPLIT: unpack the data set's archive here, give --data DIR," \
+if [[ "$DEMO" == 0 && ! -e "$DATA/$EVAL_FILE" ]]; then
+    echo "pipeline: no test split at $DATA/$EVAL_FILE: unpack the data set's archive here, give --data DIR," \
          "or run with --demo (the built-in demo data set)" >&2
     exit 2
 fi
-if [[ "$DEMO" == 1 && ! -f "$DATA/$EVAL_SPLIT" ]]; then
+if [[ "$DEMO" == 1 && ! -f "$DATA/$EVAL_FILE" ]]; then
     echo "pipeline: no $DATA: using the built-in demo data set in $DEMO_DATA_DIR"
     DATA="$DEMO_DATA_DIR"
-    if [[ ! -f "$DATA/$EVAL_SPLIT" ]]; then
+    if [[ ! -f "$DATA/$EVAL_FILE" ]]; then
         stage sample "$PYTHON" -m poc.sample "${P[@]}" --out "$DATA" "${QUIET[@]}"
     fi
 else
     echo "pipeline: data set $DATA"
 fi
 
-stage preprocess "$PYTHON" "$POC_ROOT/preprocess_cifar100.py" "${P[@]}" --src_path "$DATA/$EVAL_SPLIT" \
-    --bin_path "$BIN_DIR" --label_path "$LABEL_FILE" --pic_path "$PIC_DIR" "${QUIET[@]}"
-CALIB_SRC="$DATA/$CALIB_SPLIT"; [[ -f "$CALIB_SRC" ]] || CALIB_SRC="$DATA/$EVAL_SPLIT"
+if [[ "$DATASET" == pets ]]; then
+    stage preprocess "$PYTHON" "$POC_ROOT/preprocess_pets.py" --src_path "$DATA" --split "$EVAL_SPLIT" \
+        --bin_path "$BIN_DIR" --label_path "$LABEL_FILE" --pic_path "$PIC_DIR" "${QUIET[@]}"
+    CALIB_SRC="$DATA"  # the image folder; the profile names its trainval split
+else
+    stage preprocess "$PYTHON" "$POC_ROOT/preprocess_cifar100.py" "${P[@]}" --src_path "$DATA/$EVAL_SPLIT" \
+        --bin_path "$BIN_DIR" --label_path "$LABEL_FILE" --pic_path "$PIC_DIR" "${QUIET[@]}"
+    CALIB_SRC="$DATA/$CALIB_SPLIT"; [[ -f "$CALIB_SRC" ]] || CALIB_SRC="$DATA/$EVAL_SPLIT"
+fi
 stage calib-data "$PYTHON" "$POC_ROOT/create_quant_data.py" "${P[@]}" --src_path "$CALIB_SRC" \
     --save_path "$CALIB_DIR" --config "$QUANT_CONF" --amct "${QUIET[@]}"
 

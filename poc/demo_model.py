@@ -68,10 +68,11 @@ class _Features(torch.nn.Module):
         return self.model.features(x)
 
 
-def pooled_features(model, images: np.ndarray, log: Log, desc: str, mean=MEAN_RGB_255, std=STD_RGB_255) -> np.ndarray:
+def pooled_features(model, images: np.ndarray, log: Log, desc: str, mean=MEAN_RGB_255, std=STD_RGB_255,
+                    hw: int = 32) -> np.ndarray:
     """Pooled 2048-d features, run by ONNX Runtime (faster than eager PyTorch on a CPU)."""
     buf = io.BytesIO()
-    torchscript_export(_Features(model), buf, 13, "features", {INPUT_NAME: {0: "batch"}})
+    torchscript_export(_Features(model), buf, 13, "features", {INPUT_NAME: {0: "batch"}}, hw=hw)
     backend = OnnxRuntimeBackend().load(buf.getvalue())
     out = [backend.predict({INPUT_NAME: normalise(images[i:i + FEATURE_BATCH], mean, std)})[0]
            for i in log.bar(range(0, len(images), FEATURE_BATCH), desc=desc, unit="batch")]
@@ -131,7 +132,7 @@ def data_signature(data_dir, profile: profiles.Profile | None = None) -> str:
     profile = profile or profiles.get(None)
     parts = []
     for name in (profile.calib_split, profile.eval_split):
-        st = (Path(data_dir) / name).stat()
+        st = (Path(data_dir) / ("annotations" if profile.dataset == "pets" else "") / name).stat()
         parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
     return " ".join(parts)
 
@@ -143,7 +144,7 @@ def _sidecar(out_path) -> Path:
 def is_up_to_date(data_dir, out_path, profile: profiles.Profile | None = None) -> bool:
     """True when ``out_path`` is a demo checkpoint fitted on exactly this data (so it can be reused)."""
     try:
-        if str(out_path).endswith(".ms"):
+        if str(out_path).endswith((".ms", ".ckpt")):
             meta = json.loads(_sidecar(out_path).read_text()) if Path(out_path).is_file() else {}
         else:
             meta = torch.load(out_path, map_location="cpu", weights_only=True).get("meta", {})
@@ -221,8 +222,60 @@ def main():
     if args.if_stale and is_up_to_date(data, out, profile):
         Log(args.quiet, "demo-model")(f"{out} is up to date for {data}")
         return
+    if profile.dataset == "pets":
+        make_demo_pets_model(data, out, args.seed, min(args.bn_images, 128), Log(args.quiet, "demo-model"), profile)
+        return
     make_demo_model(data, out, args.seed, args.bn_images, args.max_train, Log(args.quiet, "demo-model"), profile)
 
 
 if __name__ == "__main__":
     run_main(main)
+
+
+def make_demo_pets_model(data_dir, out_path, seed: int = 0, bn_images: int = 128, log: Log | None = None,
+                         profile: profiles.Profile | None = None) -> float:
+    """The demo ResNet50-0.65x for the demo Pet set, the same recipe (random backbone with a small residual-branch
+    gain, BN statistics re-estimated, a ridge-fitted head), written as a MindSpore checkpoint in the 1.x layout
+    (large parameters in slices) with the profile's index.txt; returns its FP32 top-1 (%) on the test split."""
+    import copy
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import pets
+    from .ms_checkpoint import write_ckpt
+    from .pruned_resnet import PrunedResNet50, fold_scatter, ms_name, read_index
+    log = log or Log(stage="demo-model")
+    profile = profile or profiles.get("ms-resnet50-0.65x-pets")
+    start = time.perf_counter()
+    data_dir = Path(data_dir)
+
+    def load(split):
+        entries = pets.read_split(data_dir / "annotations" / split)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            hwc = np.stack(list(pool.map(pets.load_image, [data_dir / "images" / f"{n}.jpg" for n, _ in entries])))
+        return hwc.transpose(0, 3, 1, 2), np.array([label for _, label in entries])
+
+    (train_x, train_y), (test_x, test_y) = load(profile.calib_split), load(profile.eval_split)
+    torch.manual_seed(seed)
+    model = PrunedResNet50(read_index(profile.aipp_conf.with_name("index.txt")), num_classes=len(pets.CLASSES))
+    with torch.no_grad():
+        for blk in model.blocks():
+            torch.nn.init.constant_(blk.bn3.weight, RESIDUAL_GAIN)
+    mean, std = profile.mean_rgb_255, profile.std_rgb_255
+    fit_idx = np.sort(spread_sample(train_y, len(train_y), seed))
+    reestimate_bn(model, train_x[fit_idx[:bn_images]], log, mean, std)
+    folded = fold_scatter(copy.deepcopy(model))  # the same network without the scatter: exportable at batch N
+    train_feats = pooled_features(folded, train_x, log, "train features", mean, std, hw=pets.CROP)
+    w, b = fit_head(train_feats, train_y, len(pets.CLASSES))
+    model.end_point.weight.data = torch.from_numpy(w)
+    model.end_point.bias.data = torch.from_numpy(b)
+    test_feats = pooled_features(folded, test_x, log, "test features", mean, std, hw=pets.CROP)
+    train_acc = float(((train_feats @ w.T.astype(np.float64) + b).argmax(1) == train_y).mean() * 100)
+    test_acc = float(((test_feats @ w.T.astype(np.float64) + b).argmax(1) == test_y).mean() * 100)
+    params = {ms_name(k): v.numpy() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    write_ckpt(out_path, params, "1.x")
+    _sidecar(out_path).write_text(json.dumps({"source": "poc.demo_model", "seed": seed, "data": str(data_dir),
+                                              "data_signature": data_signature(data_dir, profile),
+                                              "fp32_top1_test": round(test_acc, 2)}, indent=2))
+    log(f"wrote {out_path}: FP32 top-1 train {train_acc:.2f} % ({len(train_y)} images), test {test_acc:.2f} % "
+        f"({len(test_y)} images) in {time.perf_counter() - start:.0f} s")
+    return test_acc

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import IMAGE_BYTES, IMAGE_CHANNELS, IMAGE_HW, MEAN_RGB_255, STD_RGB_255
+from .config import IMAGE_CHANNELS, IMAGE_HW, MEAN_RGB_255, STD_RGB_255
 from .errors import InputError, first_line
 
 OUTFMTS = ("TXT", "NPY", "BIN")
@@ -74,15 +74,16 @@ def read_labels(path) -> dict[str, int]:
     return labels
 
 
-def read_image_bins(bins_dir, labels_path, limit: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Up to ``limit`` preprocessed images (uint8 HWC bins, natural order) and their labels when the label file
-    exists and labels them all."""
+def read_image_bins(bins_dir, labels_path, limit: int, hw: int = IMAGE_HW) -> tuple[np.ndarray, np.ndarray | None]:
+    """Up to ``limit`` preprocessed images (uint8 HWC bins of ``hw`` x ``hw``, natural order) and their labels when
+    the label file exists and labels them all."""
     files = sorted((p for p in Path(bins_dir).glob("*.bin") if p.is_file()), key=natural_key)[:limit]
-    images = np.zeros((len(files), IMAGE_HW, IMAGE_HW, IMAGE_CHANNELS), np.uint8)
+    images = np.zeros((len(files), hw, hw, IMAGE_CHANNELS), np.uint8)
+    want = hw * hw * IMAGE_CHANNELS
     for i, path in enumerate(files):
         raw = path.read_bytes()
-        if len(raw) != IMAGE_BYTES:
-            raise InputError(path, f"{len(raw)} bytes, expected {IMAGE_BYTES} (one uint8 HWC image)")
+        if len(raw) != want:
+            raise InputError(path, f"{len(raw)} bytes, expected {want} (one uint8 HWC {hw}x{hw} image)")
         images[i] = np.frombuffer(raw, np.uint8).reshape(images.shape[1:])
     labels = None
     if labels_path and Path(labels_path).is_file():

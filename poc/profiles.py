@@ -97,8 +97,11 @@ def shell_names(profile: Profile) -> dict[str, str]:
     """config's names with this profile's in their place, for pipeline.sh."""
     names = config.shell_names()
     names.update(profile.names())
+    split_dir = "annotations/" if profile.dataset == "pets" else ""  # where the split files are in the data folder
     names.update(PROFILE=profile.name, DATA_DIR=profile.data_dir, DEMO_DATA_DIR=profile.demo_data_dir,
-                 EVAL_SPLIT=profile.eval_split, CALIB_SPLIT=profile.calib_split, INPUT_SHAPE=profile.input_shape,
+                 DATASET=profile.dataset, EVAL_SPLIT=profile.eval_split, CALIB_SPLIT=profile.calib_split,
+                 EVAL_FILE=split_dir + profile.eval_split, CALIB_FILE=split_dir + profile.calib_split,
+                 INPUT_SHAPE=profile.input_shape,
                  AIPP_CONF=str(profile.aipp_conf), QUANT_CONF=str(profile.quant_cfg), WEIGHTS=profile.weights,
                  DEMO_CHECKPOINT=config.DEMO_CHECKPOINT if profile.name == DEFAULT else profile.demo_checkpoint)
     return names

@@ -113,7 +113,7 @@ def main(argv=None) -> int:
                 args.calibration_config, work, args.method, log)
             int8_model = Path(f"{args.save_path}{DEPLOY_SUFFIX}")
             report.update(method=args.method, batch_num=cfg.batch_num)
-        images, labels = read_image_bins(args.eval_bins, args.eval_labels, args.eval_images) \
+        images, labels = read_image_bins(args.eval_bins, args.eval_labels, args.eval_images, profile.image_hw) \
             if Path(args.eval_bins).is_dir() else ([], None)
         if len(images) and int8_model.is_file():
             ev = eval_set(args.model, images, labels, profile.mean_rgb_255, profile.std_rgb_255)

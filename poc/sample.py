@@ -117,16 +117,62 @@ def main():
     p.add_argument("--quiet", action="store_true", help="no log lines")
     args = p.parse_args()
     profile = profiles.get(args.profile)
+    if profile.dataset == "pets":
+        write_demo_pets(args.out or profile.demo_data_dir, args.train_per_class or 12, args.test_per_class or 6,
+                        args.seed, Log(args.quiet, "sample"))
+        return
     scale = 10 if profile.dataset == "cifar10" else 1
     args.train_per_class = args.train_per_class or 30 * scale
     args.test_per_class = args.test_per_class or 20 * scale
     if args.train_per_class < 1 or args.test_per_class < 1:
         p.error("--train_per_class and --test_per_class must be at least 1")
-    if profile.dataset not in ("cifar100", "cifar10"):
-        p.error(f"--profile {profile.name}: its demo set is not a CIFAR one")
     write_demo_dataset(args.out or profile.demo_data_dir, args.train_per_class, args.test_per_class, args.seed,
                        Log(args.quiet, "sample"), cifar10=profile.dataset == "cifar10")
 
 
 if __name__ == "__main__":
     run_main(main)
+
+
+def write_demo_pets(out_dir, trainval_per_class: int = 12, test_per_class: int = 6, seed: int = 0,
+                    log: Log | None = None) -> Path:
+    """A synthetic Oxford-IIIT Pet: 37 classes (breed c = pattern c // 10 in colour c % 10, the CIFAR-100 demo's
+    first 37), images/<Breed>_<n>.jpg of varied sizes and both orientations, a few of them grayscale-free odd files
+    (CMYK JPEG, PNG bytes under .jpg), and annotations/list.txt, trainval.txt, test.txt in the real layout."""
+    from PIL import Image
+
+    from .pets import CLASSES
+    log = log or Log(stage="sample")
+    out = Path(out_dir)
+    rng = np.random.default_rng(seed)
+    per_class = trainval_per_class + test_per_class
+    labels = np.repeat(np.arange(len(CLASSES)), per_class)
+    small = make_images(labels, rng).reshape(-1, 3, IMAGE_HW, IMAGE_HW).transpose(0, 2, 3, 1)
+    with OutputSet({"--out": out}, {}) as outputs:
+        tmp = outputs.folder(out, "images|annotations")
+        (tmp / "images").mkdir()
+        (tmp / "annotations").mkdir()
+        lines = {"trainval": [], "test": []}
+        for i, (label, img) in enumerate(zip(labels, small, strict=True)):
+            n = i % per_class + 1
+            name = f"{CLASSES[label]}_{n}"
+            w, h = int(rng.integers(240, 420)), int(rng.integers(240, 420))
+            pic = Image.fromarray(img, "RGB").resize((w, h), Image.BILINEAR)
+            if i % 97 == 3:
+                pic.convert("CMYK").save(tmp / "images" / f"{name}.jpg", "JPEG", quality=92)
+            elif i % 97 == 50:
+                pic.save(tmp / "images" / f"{name}.jpg", "PNG")  # PNG data under a .jpg name, as in the real set
+            else:
+                pic.save(tmp / "images" / f"{name}.jpg", "JPEG", quality=92)
+            species = 1 if CLASSES[label][0].isupper() else 2
+            lines["trainval" if n <= trainval_per_class else "test"].append(f"{name} {label + 1} {species} {n}\n")
+        header = "".join(f"#{h}\n" for h in ("Image CLASS-ID SPECIES BREED ID", "ID: 1:37 Class ids",
+                                             "SPECIES: 1:Cat 2:Dog", "BREED ID: 1-25:Cat 1:12:Dog",
+                                             "All images with 1st letter as captial are cat images",
+                                             "images with small first letter are dog images"))
+        (tmp / "annotations" / "trainval.txt").write_text("".join(lines["trainval"]))
+        (tmp / "annotations" / "test.txt").write_text("".join(lines["test"]))
+        (tmp / "annotations" / "list.txt").write_text(header + "".join(lines["trainval"] + lines["test"]))
+    log(f"wrote demo Oxford-IIIT Pet to {out}: {len(lines['trainval'])} trainval, {len(lines['test'])} test images, "
+        f"{len(CLASSES)} classes (seed {seed})")
+    return out
