@@ -228,9 +228,6 @@ def main():
     make_demo_model(data, out, args.seed, args.bn_images, args.max_train, Log(args.quiet, "demo-model"), profile)
 
 
-if __name__ == "__main__":
-    run_main(main)
-
 
 def make_demo_pets_model(data_dir, out_path, seed: int = 0, bn_images: int = 128, log: Log | None = None,
                          profile: profiles.Profile | None = None) -> float:
@@ -279,3 +276,7 @@ def make_demo_pets_model(data_dir, out_path, seed: int = 0, bn_images: int = 128
     log(f"wrote {out_path}: FP32 top-1 train {train_acc:.2f} % ({len(train_y)} images), test {test_acc:.2f} % "
         f"({len(test_y)} images) in {time.perf_counter() - start:.0f} s")
     return test_acc
+
+
+if __name__ == "__main__":
+    run_main(main)

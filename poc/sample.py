@@ -130,9 +130,6 @@ def main():
                        Log(args.quiet, "sample"), cifar10=profile.dataset == "cifar10")
 
 
-if __name__ == "__main__":
-    run_main(main)
-
 
 def write_demo_pets(out_dir, trainval_per_class: int = 12, test_per_class: int = 6, seed: int = 0,
                     log: Log | None = None) -> Path:
@@ -176,3 +173,7 @@ def write_demo_pets(out_dir, trainval_per_class: int = 12, test_per_class: int =
     log(f"wrote demo Oxford-IIIT Pet to {out}: {len(lines['trainval'])} trainval, {len(lines['test'])} test images, "
         f"{len(CLASSES)} classes (seed {seed})")
     return out
+
+
+if __name__ == "__main__":
+    run_main(main)
