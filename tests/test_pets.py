@@ -134,3 +134,8 @@ def test_pets_profile_end_to_end_on_a_tiny_set(tmp_path):
     assert (tmp_path / "bin_data" / "img0.bin").stat().st_size == 150_528
     fp32 = json.loads((tmp_path / "result_fp32.json").read_text())["metrics"]["top1"]
     assert fp32 > 20.0  # chance is 2.7 %
+
+
+def test_help(tmp_path):
+    out = run_script(["preprocess_pets.py", "--help"], cwd=tmp_path).stdout
+    assert "usage:" in out and "--skip_bad" in out and "--split" in out
