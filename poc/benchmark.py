@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ascend, runner
+from . import ascend, profiles, runner
 from .backends import backend_for, input_spec, native_bf16
 from .compile import ENGINE_SUFFIX, ENGINES, compile_cpu
 from .config import (
@@ -82,13 +82,13 @@ def interleaved(models: dict, loop: int, block: int, warmup: int, log: Log) -> d
 
 
 def compiled_for_batch(source, batch: int, out_dir: Path, aipp, engine: str = "onnxruntime",
-                       precision_mode: str | None = None) -> Path:
+                       precision_mode: str | None = None, hw: int = IMAGE_HW) -> Path:
     """``source`` compiled for ``batch`` on ``engine``, kept in ``out_dir`` and re-made when the source is newer."""
     tag = "" if engine == "onnxruntime" and precision_mode is None else f"_{engine}_{precision_mode or 'default'}"
     out = out_dir / f"{Path(source).stem}{tag}_bs{batch}"
     compiled = Path(f"{out}{ENGINE_SUFFIX[engine]}")
     if not compiled.is_file() or compiled.stat().st_mtime < Path(source).stat().st_mtime:
-        compile_cpu(source, out, f"{INPUT_NAME}:{batch},{IMAGE_CHANNELS},{IMAGE_HW},{IMAGE_HW}", aipp, log=Log(True),
+        compile_cpu(source, out, f"{INPUT_NAME}:{batch},{IMAGE_CHANNELS},{hw},{hw}", aipp, log=Log(True),
                     engine=engine, precision_mode=precision_mode)
     return compiled
 
@@ -97,7 +97,8 @@ def engine_of(path) -> str:
     return "openvino" if Path(path).suffix == ".xml" else "onnxruntime"
 
 
-def engine_rows(engines, main_engine: str, int8_source, fp32_source, aipp, work: Path, log: Log) -> dict:
+def engine_rows(engines, main_engine: str, int8_source, fp32_source, aipp, work: Path, log: Log,
+                hw: int = IMAGE_HW) -> dict:
     """Rows of the engines other than the main pair's, compiled from the sources at the batch of the pair:
     {name: (path, engine, precision)}."""
     rows = {}
@@ -111,8 +112,8 @@ def engine_rows(engines, main_engine: str, int8_source, fp32_source, aipp, work:
         if engine == "openvino" and native_bf16():
             plan.insert(1, ("bf16", fp32_source, "force_fp16"))
         for precision, source, mode in plan:
-            rows[f"{engine} {precision}"] = (compiled_for_batch(source, BATCH_SIZE, work, aipp, engine, mode), engine,
-                                            precision)
+            rows[f"{engine} {precision}"] = (compiled_for_batch(source, BATCH_SIZE, work, aipp, engine, mode, hw),
+                                            engine, precision)
     return rows
 
 
@@ -152,9 +153,11 @@ def plot(sweep: dict, path: Path) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="benchmark.sh", description="Stage 8: pure-inference throughput. ais_bench on "
                                 ".om models; on the CPU the INT8 and FP32 compiled models compared.")
+    profiles.add_argument(p)
     p.add_argument("--model", default=None, help=f"model to time (default: {COMPILED_INT8}.om or .onnx, whichever "
-                                                 "the compile stage wrote last)")
-    p.add_argument("--fp32_model", default=f"{COMPILED_FP32}.onnx", help="CPU: FP32 model compared (default: %(default)s)")
+                                                 "the compile stage wrote last; the profile's name)")
+    p.add_argument("--fp32_model", default=None, help=f"CPU: FP32 model compared (default: {COMPILED_FP32}.onnx, or the "
+                                                      "profile's)")
     p.add_argument("--loop", type=int, default=100, help="timed runs per model (default: 100)")
     p.add_argument("--batchsize", type=int, default=BATCH_SIZE, help="(default: %(default)s)")
     p.add_argument("--warmup_count", type=int, default=3, help="CPU: untimed runs first (default: 3)")
@@ -187,8 +190,15 @@ def main(argv=None) -> int:
     if args.warmup_count < 0 or args.repeats < 0:
         p.error("--warmup_count and --repeats must be 0 or more")
     log = Log(args.quiet, "benchmark")
+    profile = profiles.get(args.profile)
+    names = profile.names()
+    args.fp32_model = args.fp32_model or f"{names['COMPILED_FP32']}.onnx"
+    if profile.name != profiles.DEFAULT:
+        args.int8_source = args.int8_source if args.int8_source != f"{QUANT_SAVE_PATH}{DEPLOY_SUFFIX}" \
+            else f"{names['QUANT_SAVE_PATH']}{DEPLOY_SUFFIX}"
+        args.aipp = args.aipp if args.aipp != AIPP_CFG else str(profile.aipp_conf)
 
-    model = Path(args.model) if args.model else compiled_model(COMPILED_INT8)
+    model = Path(args.model) if args.model else compiled_model(names["COMPILED_INT8"])
     if model.suffix == ".om":  # the ModelZoo's performance command
         return ascend.run_ais_bench(model, ["--model", str(model), "--loop", str(args.loop),
                                             "--batchsize", str(args.batchsize)], log)
@@ -202,7 +212,7 @@ def main(argv=None) -> int:
         raise InputError("--engines", f"{', '.join(unknown)}: not one of {', '.join(ENGINES)}")
     rows = {"int8": (model, engine_of(model), "int8"), "fp32": (Path(args.fp32_model), engine_of(args.fp32_model), "fp32")}
     rows.update(engine_rows(engines, engine_of(model), args.int8_source, args.fp32_source, args.aipp,
-                            Path(args.work_dir), log))
+                            Path(args.work_dir), log, profile.image_hw))
     log(f"backend: cpu; {cpu_name()}; {len(rows)} models ({', '.join(rows)}); {args.loop} runs each, "
         f"alternating blocks of {args.block}")
     timed = interleaved({name: path for name, (path, _, _) in rows.items()}, args.loop, args.block, args.warmup_count,
@@ -223,7 +233,7 @@ def main(argv=None) -> int:
     if args.peaks:
         log("the CPU's multiply-add rates: a large matrix multiply and 1x1 convolution per precision and engine ...")
         rates = peaks(sorted({engine for _, engine, _ in rows.values()}))
-    gmac = (macs_per_image(args.fp32_source, INPUT_NAME, (IMAGE_CHANNELS, IMAGE_HW, IMAGE_HW))
+    gmac = (macs_per_image(args.fp32_source, INPUT_NAME, (IMAGE_CHANNELS, profile.image_hw, profile.image_hw))
             if Path(args.fp32_source).is_file() else None)
     cpu_rate = {}  # the CPU's rate per precision: the best engine's
     for by_precision in rates.values():
@@ -263,7 +273,7 @@ def main(argv=None) -> int:
         frac = f"{r['of_cpu_rate'] * 100:>10.0f}%" if "of_cpu_rate" in r else f"{'-':>11}"
         print(f"{r['engine']:<12} {r['precision'].upper():<9} {r['batch']:>5} {r['throughput']:>9.1f} "
               f"{r.get('gmac_per_s', float('nan')):>8.0f} {frac} {r['latency_ms_p50']:>8.2f} {r['latency_ms_p99']:>8.2f}")
-    for key, a in PUBLISHED_310P3.items():
+    for key, a in (PUBLISHED_310P3 if profile.name == profiles.DEFAULT else {}).items():  # the ModelZoo model's
         print(f"{'310P3':<12} {key.upper():<9} {a['batch']:>5} {a['throughput']:>9.0f} {'-':>8} {'-':>11} {'-':>8} "
               f"{'-':>8}  (published)")
     if rates:
@@ -286,7 +296,7 @@ def main(argv=None) -> int:
         sweep = {"int8": [], "fp32": []}
         work = Path(args.work_dir)
         for b in log.bar(batches, desc="batch sweep", unit="batch size"):
-            paths = {name: compiled_for_batch(src, b, work, args.aipp)
+            paths = {name: compiled_for_batch(src, b, work, args.aipp, hw=profile.image_hw)
                      for name, src in (("int8", args.int8_source), ("fp32", args.fp32_source))}
             for name, (ms, batch) in interleaved(paths, args.sweep_loop, args.block, args.warmup_count,
                                                  Log(True)).items():

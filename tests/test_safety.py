@@ -396,3 +396,14 @@ def test_multi_device_workers_write_what_one_worker_writes(tmp_path):
         assert s["NPU_compute_time"]["count"] == 2 and len(s["filesinfo"]) == (48 if dev == 0 else 27)
     proc = run_script(["infer.sh", "--model", str(model), "--device", "0,0"], cwd=tmp_path, check=False)
     _one_line_exit_2(proc, "--device")
+
+
+def test_input_file_deleted_mid_run_and_unwritable_outputs(tmp_path, cifar100):
+    from poc.runner import read_input
+    with pytest.raises(InputError, match="disappeared during the run"):
+        read_input(str(tmp_path / "gone.bin"), np.dtype(np.uint8))
+    # a location that cannot be written (the tests run as root, whom a chmod does not stop: /proc refuses anyone)
+    proc = run_script(["preprocess_cifar100.py", "--src_path", str(cifar100 / "test"), "--bin_path",
+                       "/proc/poc_no_such_dir/bins"], cwd=tmp_path, check=False)
+    _one_line_exit_2(proc, "/proc/poc_no_such_dir")
+    assert not (tmp_path / "img_label.txt").exists()
