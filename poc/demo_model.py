@@ -99,7 +99,7 @@ def _nll(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(-(z[np.arange(len(z)), labels] - np.log(np.exp(z).sum(1))).mean())
 
 
-DIRAC_NOISE = 0.3
+DIRAC_NOISE = 0.15
 
 
 @torch.no_grad()
