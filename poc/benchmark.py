@@ -114,6 +114,9 @@ def engine_rows(engines, main_engine: str, int8_source, fp32_source, aipp, work:
         for precision, source, mode in plan:
             rows[f"{engine} {precision}"] = (compiled_for_batch(source, BATCH_SIZE, work, aipp, engine, mode, hw),
                                             engine, precision)
+        if engine == "openvino":  # the yardstick: OpenVINO on the QDQ deploy model as it is (float input, no AIPP)
+            rows["openvino int8 (deploy model, no AIPP)"] = (
+                compiled_for_batch(int8_source, BATCH_SIZE, work / "no_aipp", None, engine, None, hw), engine, "int8")
     return rows
 
 
@@ -271,8 +274,10 @@ def main(argv=None) -> int:
           f"{'p50 ms':>8} {'p99 ms':>8}")
     for _name, r in sorted(result.items(), key=lambda kv: (kv[1]["precision"], -kv[1]["throughput"])):
         frac = f"{r['of_cpu_rate'] * 100:>10.0f}%" if "of_cpu_rate" in r else f"{'-':>11}"
+        note = f"  {_name[_name.index('('):]}" if "(" in _name else ""
         print(f"{r['engine']:<12} {r['precision'].upper():<9} {r['batch']:>5} {r['throughput']:>9.1f} "
-              f"{r.get('gmac_per_s', float('nan')):>8.0f} {frac} {r['latency_ms_p50']:>8.2f} {r['latency_ms_p99']:>8.2f}")
+              f"{r.get('gmac_per_s', float('nan')):>8.0f} {frac} {r['latency_ms_p50']:>8.2f} {r['latency_ms_p99']:>8.2f}"
+              f"{note}")
     for key, a in (PUBLISHED_310P3 if profile.name == profiles.DEFAULT else {}).items():  # the ModelZoo model's
         print(f"{'310P3':<12} {key.upper():<9} {a['batch']:>5} {a['throughput']:>9.0f} {'-':>8} {'-':>11} {'-':>8} "
               f"{'-':>8}  (published)")

@@ -313,7 +313,7 @@ def test_cpu_benchmark_table_json_e2e_and_sweep_plot(tmp_path, demo_workdir):
     assert (tmp_path / "benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "INT8 speed-up on the CPU" in proc.stdout and re.search(r"310P3 +INT8 +24 +14290", proc.stdout)
     # both engines side by side (the other engine's rows compiled from the sources), as fractions of the CPU's rates
-    assert {"openvino int8", "openvino fp32"} <= set(report["cpu"])
+    assert {"openvino int8", "openvino fp32", "openvino int8 (deploy model, no AIPP)"} <= set(report["cpu"])
     assert report["cpu"]["openvino int8"]["engine"] == "openvino" and report["cpu"]["int8"]["engine"] == "onnxruntime"
     rates = report["cpu_rates_gmac_per_s"]
     assert set(rates) == {"onnxruntime", "openvino"} and all(v > 0 for by in rates.values() for v in by.values())
