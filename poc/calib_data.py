@@ -26,57 +26,52 @@ def default_source(cifar_dir, profile=None) -> Path:
     return train if train.exists() else Path(cifar_dir) / evaluation
 
 
-def create_quant_data(src_path, save_path, batch_size: int = BATCH_SIZE, batch_num: int = 8, seed: int = 0,
-                      log: Log | None = None, mean=MEAN_RGB_255, std=STD_RGB_255) -> list[Path]:
-    """Write ``batch_num`` files ``calib_{k:04d}.bin``; names sort in batch order, as AMCT reads them."""
-    log = log or Log(stage="calib-data")
-    outputs = OutputSet({"--save_path": save_path}, {"--src_path": src_path})
-    split = cifar.load_split(src_path)
+def write_calibration(outputs: OutputSet, what, labels: np.ndarray, load_chw, save_path, batch_size: int,
+                      batch_num: int, seed: int, mean, std, log: Log) -> list[Path]:
+    """``batch_num`` files ``calib_{k:04d}.bin`` (names sort in batch order, as AMCT reads them), each ``batch_size``
+    distinct images spread over the classes, ``load_chw(indices)`` giving them as uint8 [n,3,H,W], normalised."""
     need = batch_size * batch_num
-    if need > len(split):
-        raise InputError(src_path, f"{len(split)} images, but {batch_num} batches of {batch_size} distinct images "
-                                   f"need {need}")
-    chosen = spread_sample(split.labels, need, seed)
-    log(f"{src_path}: {batch_num} batches x {batch_size} distinct images over "
-        f"{len(np.unique(split.labels[chosen]))} classes (seed {seed})")
+    if need > len(labels):
+        raise InputError(what, f"{len(labels)} images, but {batch_num} batches of {batch_size} distinct images "
+                               f"need {need}")
+    chosen = spread_sample(labels, need, seed)
+    log(f"{what}: {batch_num} batches x {batch_size} distinct images over {len(np.unique(labels[chosen]))} classes "
+        f"(seed {seed})")
     written = []
     with outputs:
         tmp = outputs.folder(save_path, CALIB_OWNED)
         for k in log.bar(range(batch_num), total=batch_num, desc="batches", unit="batch"):
-            batch = normalise(split.chw(chosen[k * batch_size:(k + 1) * batch_size]), mean, std)
+            batch = normalise(load_chw(chosen[k * batch_size:(k + 1) * batch_size]), mean, std)
             name = f"calib_{k:04d}.bin"
             (tmp / name).write_bytes(np.ascontiguousarray(batch, dtype="<f4").tobytes())
             written.append(Path(save_path) / name)
-    log(f"wrote {batch_num} files of float32 [{batch_size},3,32,32] to {save_path}")
+    log(f"wrote {batch_num} files of float32 [{batch_size},{','.join(map(str, batch.shape[1:]))}] to {save_path}")
     return written
+
+
+def create_quant_data(src_path, save_path, batch_size: int = BATCH_SIZE, batch_num: int = 8, seed: int = 0,
+                      log: Log | None = None, mean=MEAN_RGB_255, std=STD_RGB_255) -> list[Path]:
+    """Calibration batches from a CIFAR pickle."""
+    log = log or Log(stage="calib-data")
+    outputs = OutputSet({"--save_path": save_path}, {"--src_path": src_path})
+    split = cifar.load_split(src_path)
+    return write_calibration(outputs, src_path, split.labels, split.chw, save_path, batch_size, batch_num, seed, mean,
+                             std, log)
 
 
 def create_quant_data_pets(src_dir, split: str, save_path, batch_size: int = BATCH_SIZE, batch_num: int = 8,
                            seed: int = 0, log: Log | None = None, mean=MEAN_RGB_255, std=STD_RGB_255) -> list[Path]:
-    """The same for Oxford-IIIT Pet: images of ``annotations/{split}`` through the eval transform (224x224), float32
-    NCHW [batch,3,224,224] per file."""
+    """The same for Oxford-IIIT Pet: images of ``annotations/{split}`` through the eval transform (224x224)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from . import pets
     log = log or Log(stage="calib-data")
     src_dir = Path(src_dir)
-    split_file = src_dir / "annotations" / split
     outputs = OutputSet({"--save_path": save_path}, {"--src_path": src_dir})
-    entries = pets.read_split(split_file)
-    need = batch_size * batch_num
-    if need > len(entries):
-        raise InputError(split_file, f"{len(entries)} images, but {batch_num} batches of {batch_size} distinct images "
-                                     f"need {need}")
-    chosen = spread_sample(np.array([label for _, label in entries]), need, seed)
-    log(f"{split_file}: {batch_num} batches x {batch_size} distinct images (seed {seed})")
-    with outputs, ThreadPoolExecutor(max_workers=2) as pool:
-        tmp = outputs.folder(save_path, CALIB_OWNED)
-        written = []
-        for k in log.bar(range(batch_num), total=batch_num, desc="batches", unit="batch"):
-            names = [entries[i][0] for i in chosen[k * batch_size:(k + 1) * batch_size]]
-            hwc = np.stack(list(pool.map(pets.load_image, [src_dir / "images" / f"{n}.jpg" for n in names])))
-            batch = normalise(hwc.transpose(0, 3, 1, 2), mean, std)
-            (tmp / f"calib_{k:04d}.bin").write_bytes(np.ascontiguousarray(batch, dtype="<f4").tobytes())
-            written.append(Path(save_path) / f"calib_{k:04d}.bin")
-    log(f"wrote {batch_num} files of float32 [{batch_size},3,{pets.CROP},{pets.CROP}] to {save_path}")
-    return written
+    entries = pets.read_split(src_dir / "annotations" / split)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        def load_chw(indices):
+            paths = [src_dir / "images" / f"{entries[i][0]}.jpg" for i in indices]
+            return np.stack(list(pool.map(pets.load_image, paths))).transpose(0, 3, 1, 2)
+        return write_calibration(outputs, src_dir / "annotations" / split, np.array([lb for _, lb in entries]),
+                                 load_chw, save_path, batch_size, batch_num, seed, mean, std, log)

@@ -9,13 +9,26 @@ where it is a flatten of a 1x1 map (then it is batch-safe); anything else is ref
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .config import INPUT_NAME, ONNX_OPSET, OUTPUT_NAME
 from .errors import InputError
-from .ms_lite import NO_ACTIVATION, PRIMITIVE_TYPES, RELU, RELU6, SIGMOID, LiteGraph, LiteNode, LiteTensor, topological_order
+from .ms_lite import (
+    NO_ACTIVATION,
+    PRIMITIVE_TYPES,
+    PRIMITIVES,
+    RELU,
+    RELU6,
+    SIGMOID,
+    LiteGraph,
+    LiteNode,
+    LiteTensor,
+    topological_order,
+)
 
 NHWC_TO_NCHW, NCHW_TO_NHWC = [0, 3, 1, 2], [0, 2, 3, 1]
 _ACTIVATIONS = {NO_ACTIVATION: None, RELU: "Relu", RELU6: "Relu6", SIGMOID: "Sigmoid"}
@@ -253,7 +266,6 @@ def from_onnx(model: onnx.ModelProto, generation: str = "1.1", head: str = "matm
     a ReLU after an Add kept as an Activation, global pooling, the flatten as a batch-1 Reshape, the head as
     MatMul{transposeB} + BiasAdd (``head='matmul'``) or FullConnection (``'fc'``), format nodes of ``generation``
     1.0 (Nhwc2Nchw / Nchw2Nhwc around every Add) or 1.1 (one Transpose left after the pool)."""
-    from pathlib import Path
     g = model.graph
     consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
     consumers: dict[str, list] = {}
@@ -321,7 +333,7 @@ def from_onnx(model: onnx.ModelProto, generation: str = "1.1", head: str = "matm
             else:
                 nodes.append(LiteNode(n.name, "Add", {"activationType": 0}, [a, b], [tensor(n.output[0], [])]))
         elif n.op_type in ("GlobalAveragePool", "ReduceMean"):
-            fields = {k: 0 for k in PRIMITIVE_FIELDS_POOLING}
+            fields = {k: default for k, (_, _, default) in PRIMITIVES[PRIMITIVE_TYPES["Pooling"]][1].items()}
             fields.update(poolingMode=1, **{"global": 1})
             pooled = tensor(None if generation == "1.1" else n.output[0], [])
             nodes.append(LiteNode(n.name, "Pooling", fields, [index[n.input[0]]], [pooled]))
@@ -353,12 +365,4 @@ def from_onnx(model: onnx.ModelProto, generation: str = "1.1", head: str = "matm
             raise ValueError(f"{n.op_type} is not part of the converter emulation")
     lite = LiteGraph(Path("<memory>"), "MSL1" if generation == "1.1" else "",
                      f"MindSpore Lite {generation}.0", tensors, nodes, [0], [index[g.output[0].name]])
-    for t in tensors:  # what the converter records for activations: the shapes it inferred (batch 1, NHWC)
-        if t.data is None and not t.dims:
-            t.dims = []
     return lite
-
-
-PRIMITIVE_FIELDS_POOLING = ("format", "poolingMode", "global", "windowW", "windowH", "strideW", "strideH", "padMode",
-                            "padUp", "padDown", "padLeft", "padRight", "roundMode", "activationType", "avgMode")
-assert "Pooling" in PRIMITIVE_TYPES

@@ -13,6 +13,7 @@ outputs on another thread, summarise. Nothing here imports ONNX Runtime until an
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import queue
 import sys
@@ -233,11 +234,12 @@ def write_batches(in_q: queue.Queue, write_dir: Path, out_prefix: str, plan: Pla
             batch, outputs = item
             t0 = time.perf_counter()
             for oi, out in enumerate(outputs):
-                parts = np.array_split(out, plan.per_batch, axis=opts.output_batchsize_axis)
-                texts = None
+                texts = parts = None
                 if opts.outfmt == "TXT" and out.ndim == 2 and opts.output_batchsize_axis == 0 \
                         and out.shape[0] == plan.per_batch:
                     texts = format_txt(out).splitlines(keepends=True)  # one formatting call for the batch
+                else:
+                    parts = np.array_split(out, plan.per_batch, axis=opts.output_batchsize_axis)
                 for k in range(batch.real):
                     name = f"{Path(batch.group[k]).stem if batch.group else 'pure_infer_data'}_{oi}.{ext}"
                     if texts is not None:
@@ -305,7 +307,7 @@ def run(opts: RunOptions, log: Log, show_summary: bool = True, ready=None) -> di
     summary_path = f"{out_dir}{SUMMARY_SUFFIX}" if out_dir else None
     inputs = {"--model": opts.model, **{f"--input {p}": p for p in (opts.input or "").split(",") if p.strip()}}
     outputs = OutputSet({"--output/--output_dirname": out_dir, "summary": summary_path}, inputs)
-    write_outputs = out_dir is not None and (plan.files or opts.output is not None)
+    write_outputs = out_dir is not None
 
     for _ in range(opts.warmup_count):  # not counted
         backend.predict({spec.name: np.zeros(spec.shape, spec.dtype)})
@@ -357,7 +359,6 @@ def run(opts: RunOptions, log: Log, show_summary: bool = True, ready=None) -> di
             raise errors[0]
         summary = summarise(opts, plan, batch, compute, h2d, written, wall, backend, (start_time, time.time()))
         if summary_path:
-            import json
             Path(outputs.file(summary_path)).write_text(json.dumps(summary))
     if show_summary:
         print_summary(summary, batch, opts.display_all_summary)
