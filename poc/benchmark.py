@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from .config import (
     QUANT_SAVE_PATH,
     compiled_model,
 )
-from .cpu_rates import macs_per_image, peaks
+from .cpu_rates import macs_per_image, probes
 from .errors import InputError, atomic_file, run_main
 from .progress import Log
 from .runner import RunOptions
@@ -53,24 +54,35 @@ def pure(model, loop, warmup) -> dict:
     return row(s["NPU_compute_time"], s["batchsize"])
 
 
-def interleaved(models: dict, loop: int, block: int, warmup: int, log: Log) -> dict:
-    """Time ``loop`` runs of each model, alternating blocks of ``block`` runs, so that every model sees the same
-    stretches of this machine's drifting speed; returns {name: per-run milliseconds}."""
-    loaded = {}
-    for name, path in models.items():
-        # No spinning: a session's idle threads would otherwise spin through the other model's turn.
-        backend = backend_for(path).load(path, spin=False)
-        spec = input_spec(backend, path, None)
-        feed = {spec.name: np.zeros(spec.shape, spec.dtype)}
-        for _ in range(warmup):
-            backend.predict(feed)
-        loaded[name] = (backend, feed, spec.shape[0])
-    times = {name: [] for name in models}
+def load_timed(path, warmup: int) -> tuple:
+    """(backend, feed of zeros, batch) for a compiled model, warmed up."""
+    # No spinning: a session's idle threads would otherwise spin through the other models' turns.
+    backend = backend_for(path).load(path, spin=False)
+    spec = input_spec(backend, path, None)
+    feed = {spec.name: np.zeros(spec.shape, spec.dtype)}
+    for _ in range(warmup):
+        backend.predict(feed)
+    return backend, feed, spec.shape[0]
+
+
+# Untimed runs at the start of each block: after another model's turn, an engine's threads and the CPU's matrix
+# units take a run or two to come back up to speed (the first INT8 run of a block measured 25-45 % slower than the
+# fourth on the Xeon-AMX machine); a continuous run, which is what the table stands for, does not pay that.
+SETTLE_RUNS = 2
+
+
+def interleaved(loaded: dict, loop: int, block: int, log: Log) -> dict:
+    """Time ``loop`` runs of each loaded (backend, feed, batch), alternating blocks of ``block`` runs (each after
+    ``SETTLE_RUNS`` untimed ones), so that every model sees the same stretches of this machine's drifting speed;
+    returns {name: (per-run milliseconds, batch)}."""
+    times = {name: [] for name in loaded}
     done = 0
-    bar = log.bar(total=loop * len(models), desc="interleaved runs", unit="run")
+    bar = log.bar(total=loop * len(loaded), desc="interleaved runs", unit="run")
     while done < loop:
         n = min(block, loop - done)
         for name, (backend, feed, _) in loaded.items():
+            for _ in range(SETTLE_RUNS):
+                backend.predict(feed)
             for _ in range(n):
                 t0 = time.perf_counter()
                 backend.predict(feed)
@@ -78,7 +90,7 @@ def interleaved(models: dict, loop: int, block: int, warmup: int, log: Log) -> d
             bar.update(n)
         done += n
     bar.close()
-    return {name: (times[name], loaded[name][2]) for name in models}
+    return {name: (times[name], loaded[name][2]) for name in loaded}
 
 
 def compiled_for_batch(source, batch: int, out_dir: Path, aipp, engine: str = "onnxruntime",
@@ -216,12 +228,21 @@ def main(argv=None) -> int:
     rows = {"int8": (model, engine_of(model), "int8"), "fp32": (Path(args.fp32_model), engine_of(args.fp32_model), "fp32")}
     rows.update(engine_rows(engines, engine_of(model), args.int8_source, args.fp32_source, args.aipp,
                             Path(args.work_dir), log, profile.image_hw))
-    log(f"backend: cpu; {cpu_name()}; {len(rows)} models ({', '.join(rows)}); {args.loop} runs each, "
-        f"alternating blocks of {args.block}")
-    timed = interleaved({name: path for name, (path, _, _) in rows.items()}, args.loop, args.block, args.warmup_count,
-                        log)
+    loaded = {name: load_timed(path, args.warmup_count) for name, (path, _, _) in rows.items()}
+    with tempfile.TemporaryDirectory(prefix="poc-peak-") as tmp:
+        # the CPU's rates are timed in the same alternating rounds as the networks, so they see the same drift
+        chosen = probes(sorted({engine for _, engine, _ in rows.values()}), tmp) if args.peaks else []
+        log(f"backend: cpu; {cpu_name()}; {len(rows)} models ({', '.join(rows)})"
+            + (f" and {len(chosen)} rate probes" if chosen else "") + f"; {args.loop} runs each, alternating blocks "
+            f"of {args.block}")
+        timed = interleaved({**loaded, **{p.name: (p.backend, p.feed, 1) for p in chosen}}, args.loop, args.block,
+                            log)
+    rates: dict[str, dict[str, float]] = {}  # {engine: {precision: GMAC/s}}, each the median run of its probe
+    for p in chosen:
+        rates.setdefault(p.engine, {})[p.precision] = p.macs / float(np.median(timed[p.name][0])) / 1e6  # ms
     result = {}
-    for name, (ms, batch) in timed.items():
+    for name in rows:
+        ms, batch = timed[name]
         if args.batchsize != batch:  # as in ais_bench, --batchsize is the batch the throughput is computed with
             log(f"{name}: --batchsize {args.batchsize} differs from the model's batch {batch}; the throughput uses "
                 f"{args.batchsize}, as ais_bench's does")
@@ -232,10 +253,6 @@ def main(argv=None) -> int:
         if not args.quiet:
             print(f"{name.upper()} {rows[name][0]}:")
             runner.print_summary({"NPU_compute_time": st, "throughput": result[name]["throughput"]}, batch)
-    rates = {}
-    if args.peaks:
-        log("the CPU's multiply-add rates: a large matrix multiply and 1x1 convolution per precision and engine ...")
-        rates = peaks(sorted({engine for _, engine, _ in rows.values()}))
     gmac = (macs_per_image(args.fp32_source, INPUT_NAME, (IMAGE_CHANNELS, profile.image_hw, profile.image_hw))
             if Path(args.fp32_source).is_file() else None)
     cpu_rate = {}  # the CPU's rate per precision: the best engine's
@@ -283,7 +300,7 @@ def main(argv=None) -> int:
               f"{'-':>8}  (published)")
     if rates:
         print("the CPU's multiply-add rates (GMAC/s; the faster of a large matrix multiply and 1x1 convolution on "
-              "the same engine and threads; the best engine's is the CPU's): "
+              "the same engine and threads, timed in the same rounds as the models; the best engine's is the CPU's): "
               + "; ".join(f"{e} " + ", ".join(f"{p.upper()} {v:.0f}" for p, v in by.items()) for e, by in rates.items()))
         if gmac:
             print(f"{gmac:.3f} GMAC per image: the CPU's limits are "
@@ -303,8 +320,8 @@ def main(argv=None) -> int:
         for b in log.bar(batches, desc="batch sweep", unit="batch size"):
             paths = {name: compiled_for_batch(src, b, work, args.aipp, hw=profile.image_hw)
                      for name, src in (("int8", args.int8_source), ("fp32", args.fp32_source))}
-            for name, (ms, batch) in interleaved(paths, args.sweep_loop, args.block, args.warmup_count,
-                                                 Log(True)).items():
+            loaded = {name: load_timed(path, args.warmup_count) for name, path in paths.items()}
+            for name, (ms, batch) in interleaved(loaded, args.sweep_loop, args.block, Log(True)).items():
                 sweep[name].append(row(runner.stats(ms), batch))
         report["sweep"] = sweep
         print(f"\n{'batch':>5} {'INT8 img/s':>11} {'FP32 img/s':>11} {'speed-up':>9}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,10 @@ from onnx import TensorProto, helper, numpy_helper, shape_inference
 from .backends import OnnxRuntimeBackend, OpenVinoBackend, native_bf16
 
 MATMUL_N = 2048  # the matrix multiply: [N,N] x [N,N], 8.6 GMAC a run
-# the 1x1 convolutions: a chain of CONV_DEPTH layers C -> C channels over HW x HW pixels (2.1 GMAC a run), so the
-# conversions at the graph's input and output weigh as little as they do in a network
-CONV_C, CONV_HW, CONV_DEPTH = 512, 32, 8
+# the 1x1 convolutions: a chain of CONV_DEPTH layers C -> C channels over a batch of CONV_BATCH maps of HW x HW
+# pixels (4.3 GMAC a run), so the conversions at the graph's input and output weigh as little as they do in a network;
+# a batch of 2, so that an engine that spreads a batch over its streams (OpenVINO) does so here too
+CONV_C, CONV_HW, CONV_DEPTH, CONV_BATCH = 512, 32, 8, 2
 
 
 def _model(op: str, precision: str) -> tuple[onnx.ModelProto, list[int], int]:
@@ -29,9 +31,9 @@ def _model(op: str, precision: str) -> tuple[onnx.ModelProto, list[int], int]:
         shape, w = [MATMUL_N, MATMUL_N], rng.standard_normal((MATMUL_N, MATMUL_N)).astype(np.float32)
         macs, out_shape = MATMUL_N ** 3, [MATMUL_N, MATMUL_N]
     else:
-        shape = [1, CONV_C, CONV_HW, CONV_HW]
+        shape = [CONV_BATCH, CONV_C, CONV_HW, CONV_HW]
         w = (rng.standard_normal((CONV_C, CONV_C, 1, 1)) / np.sqrt(CONV_C)).astype(np.float32)
-        macs, out_shape = CONV_DEPTH * CONV_C * CONV_C * CONV_HW * CONV_HW, list(shape)
+        macs, out_shape = CONV_BATCH * CONV_DEPTH * CONV_C * CONV_C * CONV_HW * CONV_HW, list(shape)
     kernel = "MatMul" if op == "matmul" else "Conv"
     depth = 1 if op == "matmul" else CONV_DEPTH
     inits, nodes, x = [], [], "a"
@@ -57,35 +59,63 @@ def _model(op: str, precision: str) -> tuple[onnx.ModelProto, list[int], int]:
     return model, shape, macs
 
 
-def measure(engine: str, precision: str, op: str = "matmul", runs: int = 10, warmup: int = 3) -> float:
-    """The median multiply-add rate (GMAC/s) of ``op`` (matmul or conv1x1) on ``engine`` at ``precision``."""
+@dataclass
+class Probe:
+    """One rate probe loaded on its engine: a model whose multiply-adds per run are known."""
+
+    engine: str
+    precision: str
+    op: str
+    macs: int
+    backend: object
+    feed: dict
+
+    @property
+    def name(self) -> str:
+        return f"peak {self.engine} {self.precision} ({self.op})"
+
+
+def load_probe(engine: str, precision: str, op: str, folder) -> Probe:
+    """``op`` (matmul or conv1x1) at ``precision`` (int8, bf16, fp32) on ``engine``, its model written to ``folder``."""
     model, shape, macs = _model(op, "int8" if precision == "int8" else "fp32")
-    with tempfile.TemporaryDirectory(prefix="poc-peak-") as tmp:
-        path = Path(tmp) / "probe.onnx"
-        onnx.save(model, str(path))
-        if engine == "openvino":
-            backend = OpenVinoBackend().load(path, precision="bf16" if precision == "bf16" else "f32")
-        else:
-            backend = OnnxRuntimeBackend().load(path)
-        a = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
-        for _ in range(warmup):
-            backend.predict({"a": a})
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            backend.predict({"a": a})
-            times.append(time.perf_counter() - t0)
-    return macs / float(np.median(times)) / 1e9
+    path = Path(folder) / f"probe_{op}_{precision}_{engine}.onnx"
+    onnx.save(model, str(path))
+    if engine == "openvino":
+        backend = OpenVinoBackend().load(path, precision="bf16" if precision == "bf16" else "f32")
+    else:
+        backend = OnnxRuntimeBackend().load(path, spin=False)  # no spinning through the other models' turns
+    return Probe(engine, precision, op, macs, backend,
+                 {"a": np.random.default_rng(1).standard_normal(shape).astype(np.float32)})
 
 
-def peaks(engines, runs: int = 10) -> dict[str, dict[str, float]]:
-    """{engine: {precision: GMAC/s}}: INT8 and FP32 on every engine, BF16 on OpenVINO where the CPU has it; each
-    the faster of a large matrix multiply and a large 1x1 convolution (engines differ in which they do best)."""
-    out: dict[str, dict[str, float]] = {}
+def rate(probe: Probe, runs: int = 10, warmup: int = 2) -> float:
+    """The median multiply-add rate (GMAC/s) of ``runs`` runs of a probe."""
+    for _ in range(warmup):
+        probe.backend.predict(probe.feed)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        probe.backend.predict(probe.feed)
+        times.append(time.perf_counter() - t0)
+    return probe.macs / float(np.median(times)) / 1e9
+
+
+def probes(engines, folder, trial_runs: int = 3) -> list[Probe]:
+    """Per engine and precision (INT8, FP32, and BF16 on OpenVINO where the CPU has it) the faster of a large matrix
+    multiply and a large 1x1 convolution (engines differ in which they do best), by a short trial; the benchmark then
+    times the chosen ones in the same alternating rounds as the networks."""
+    chosen = []
     for engine in engines:
-        precisions = ["int8", "fp32"] + (["bf16"] if engine == "openvino" and native_bf16() else [])
-        out[engine] = {p: max(measure(engine, p, op, runs) for op in ("matmul", "conv1x1")) for p in precisions}
-    return out
+        for precision in ["int8", "fp32"] + (["bf16"] if engine == "openvino" and native_bf16() else []):
+            pair = [load_probe(engine, precision, op, folder) for op in ("matmul", "conv1x1")]
+            chosen.append(max(pair, key=lambda pr: rate(pr, trial_runs, warmup=1)))
+    return chosen
+
+
+def measure(engine: str, precision: str, op: str = "matmul", runs: int = 10) -> float:
+    """The median multiply-add rate (GMAC/s) of ``op`` (matmul or conv1x1) on ``engine`` at ``precision``, alone."""
+    with tempfile.TemporaryDirectory(prefix="poc-peak-") as tmp:
+        return rate(load_probe(engine, precision, op, tmp), runs)
 
 
 def macs_per_image(onnx_path, input_name: str, chw: tuple[int, int, int]) -> float:

@@ -2,6 +2,8 @@
 Small models and the small demo set; no timing assertions."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -176,3 +178,98 @@ def test_pipeline_on_openvino_adds_the_bf16_row(demo_data, demo_workdir, tmp_pat
     assert abs(bf16 - fp32) <= 3.0
     s = json.loads((tmp_path / "dst_summary.json").read_text())
     assert s["device"].startswith("CPU (openvino ")
+
+
+def _small_conv_model(batch, out_batch_dim=True, fixed_reshape=False):
+    """float [batch,3,8,8] -> 3x3 conv (4 ch) -> 1x1 conv (4 ch) -> output; a tiny network with real layers.
+    ``out_batch_dim=False``: the output is summed over the batch (no batch dimension to split);
+    ``fixed_reshape``: a Reshape with the batch written into it."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.standard_normal((4, 4, 1, 1)).astype(np.float32), "w2")]
+    nodes = [helper.make_node("Conv", ["input", "w1"], ["c1"], name="/conv1/Conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], name="/conv2/Conv")]
+    out_shape = [batch, 4, 8, 8]
+    if fixed_reshape:
+        inits.append(numpy_helper.from_array(np.array([batch, 256], np.int64), "shape"))
+        nodes.append(helper.make_node("Reshape", ["c2", "shape"], ["output"]))
+        out_shape = [batch, 256]
+    elif not out_batch_dim:
+        nodes.append(helper.make_node("ReduceSum", ["c2"], ["output"], axes=[0], keepdims=0))
+        out_shape = [4, 8, 8]
+    else:
+        nodes.append(helper.make_node("Identity", ["c2"], ["output"]))
+    graph = helper.make_graph(nodes, "small", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, 8, 8])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, out_shape)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("batch, cores, want", [(24, 2, 2), (24, 1, 1), (1, 2, 1), (24, 16, 3), (16, 2, 2),
+                                                 (12, 2, 1), (9, 4, 1)])
+def test_batch_split_over_streams(tmp_path, batch, cores, want):
+    """A batch goes to one stream per core in slices of MIN_STREAM_BATCH or more that divide it exactly."""
+    import openvino as ov
+
+    from poc.backends import MIN_STREAM_BATCH, batch_streams
+    assert MIN_STREAM_BATCH == 8  # the cases below are written for it
+    onnx.save(_small_conv_model(batch), str(tmp_path / "m.onnx"))
+    assert batch_streams(ov.Core().read_model(str(tmp_path / "m.onnx")), cores) == want
+
+
+def test_a_model_whose_batch_cannot_be_split_runs_whole(tmp_path):
+    import openvino as ov
+
+    from poc.backends import batch_streams
+    for name, model in (("nobatch", _small_conv_model(24, out_batch_dim=False)),
+                        ("fixed", _small_conv_model(24, fixed_reshape=True))):
+        onnx.save(model, str(tmp_path / f"{name}.onnx"))
+    assert batch_streams(ov.Core().read_model(str(tmp_path / "nobatch.onnx")), 2) == 1
+    backend = OpenVinoBackend().load(tmp_path / "fixed.onnx")  # the split reshape fails: one stream, whole batch
+    assert backend.streams == 1
+    x = np.random.default_rng(2).standard_normal((24, 3, 8, 8)).astype(np.float32)
+    want = OnnxRuntimeBackend().load(tmp_path / "fixed.onnx").predict({"input": x})[0]
+    assert np.allclose(backend.predict({"input": x})[0], want, atol=1e-4)
+
+
+def test_streams_give_the_outputs_of_one_stream(both_engines, monkeypatch):
+    """The compiled models run as two streams of 12 (two cores, as on this machine) and as one stream of 24: the same
+    outputs, in the same order."""
+    _, models = both_engines
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
+    x = np.random.default_rng(3).integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
+    for precision in ("fp32", "int8"):
+        split = OpenVinoBackend().load(models[("openvino", precision)])
+        whole = OpenVinoBackend().load(models[("openvino", precision)], threads=2)
+        assert (split.streams, whole.streams) == (2, 1)
+        assert split.input_info() == whole.input_info() == [("input", np.dtype(np.uint8), [24, 32, 32, 3])]
+        a, b = split.predict({"input": x})[0], whole.predict({"input": x})[0]
+        assert a.shape == b.shape == (24, 100)
+        assert np.allclose(a, b, atol=1e-4), precision
+        assert (a.argmax(1) == b.argmax(1)).all()
+
+
+def test_layer_profile_of_both_engines(both_engines, demo_workdir, tmp_path):
+    """Every convolution of the compiled models is found in the float source and gets a multiply-add rate; the layer
+    times add up to the batch's."""
+    from poc.layer_profile import profile, source_convs
+    _, models = both_engines
+    source = demo_workdir / "models" / "end2end.onnx"
+    convs = source_convs(source, 32)
+    assert len(convs) == 53 and convs["/backbone/conv1/Conv"].kernel == "3x3"
+    assert convs["/backbone/layer4/layer4.1/conv2/Conv"].out_hw == "4x4"
+    for engine in ("onnxruntime", "openvino"):
+        p = profile(models[(engine, "int8")], source, 32, runs=2, warmup=1)
+        assert p["engine"] == engine and p["batch"] == 24
+        conv_rows = [r for r in p["groups"] if r["what"].startswith("conv ")]
+        assert sum(r["layers"] for r in conv_rows) == 53, engine
+        assert all(r["gmac_per_s"] > 0 for r in conv_rows)
+        assert abs(sum(r["ms"] for r in p["groups"]) - p["ms_per_batch"]) < 1e-6
+        assert abs(sum(r["share"] for r in p["groups"]) - 1) < 1e-9
+    proc = subprocess.run([sys.executable, "-m", "poc.layer_profile", "--model", str(tmp_path / "none.xml")], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "none.xml: no such model file" in proc.stderr
+    assert "Traceback" not in proc.stderr
