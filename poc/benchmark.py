@@ -37,6 +37,8 @@ from .config import (
 )
 from .cpu_rates import macs_per_image, probes
 from .errors import InputError, atomic_file, run_main
+from .layer_profile import print_profile
+from .layer_profile import profile as profile_layers
 from .progress import Log
 from .runner import RunOptions
 
@@ -195,6 +197,9 @@ def main(argv=None) -> int:
     p.add_argument("--engines", default=",".join(ENGINES),
                    help="CPU: engines timed side by side; the other engine's models are compiled from --int8_source "
                         "and --fp32_source into --work_dir (default: %(default)s)")
+    p.add_argument("--layers", action="store_true",
+                   help="CPU: also print where each engine's INT8 model spends its time, layer by layer "
+                        "(python -m poc.layer_profile)")
     p.add_argument("--no_peaks", dest="peaks", action="store_false",
                    help="CPU: skip measuring the CPU's multiply-add rates")
     p.add_argument("--quiet", action="store_true", help="no log lines (the table still prints)")
@@ -312,6 +317,13 @@ def main(argv=None) -> int:
         print(f"end to end over {e['files']} files (read, infer, write TXT): {e['e2e_images_per_s']:.1f} img/s = "
               f"{e['ratio_to_pure'] * 100:.0f} % of pure inference over as many batches right after it "
               f"(median of {len(e2e_runs)} pairs: {e['ratio_runs']})")
+
+    if args.layers and Path(args.fp32_source).is_file():
+        for name, (path, _, precision) in rows.items():
+            if precision == "int8" and "(" not in name:  # each engine's own INT8 model
+                layers = profile_layers(path, args.fp32_source, profile.image_hw)
+                report.setdefault("layers", {})[name] = layers
+                print_profile(layers)
 
     if args.sweep:
         batches = [int(b) for b in args.sweep.split(",")]

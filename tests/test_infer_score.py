@@ -301,7 +301,7 @@ def test_cpu_benchmark_table_json_e2e_and_sweep_plot(tmp_path, demo_workdir):
     write_bins(tmp_path / "bins", 30)
     src = demo_workdir / "models" / "end2end.onnx"
     proc = run_script(["benchmark.sh", "--model", str(a), "--fp32_model", str(b), "--loop", "6", "--block", "2",
-                       "--repeats", "1", "--e2e_input", "bins", "--sweep", "1,2", "--sweep_loop", "2",
+                       "--repeats", "1", "--e2e_input", "bins", "--sweep", "1,2", "--sweep_loop", "2", "--layers",
                        "--int8_source", str(src), "--fp32_source", str(src), "--aipp", str(ROOT / "aipp.conf")],
                       cwd=tmp_path)
     report = json.loads((tmp_path / "benchmark.json").read_text())
@@ -322,6 +322,10 @@ def test_cpu_benchmark_table_json_e2e_and_sweep_plot(tmp_path, demo_workdir):
     best_int8 = max(by["int8"] for by in rates.values())
     assert r["of_cpu_rate"] == pytest.approx(r["throughput"] * report["gmac_per_image"] / best_int8)
     assert "the CPU's limits are" in proc.stdout
+    # --layers: each engine's own INT8 model, layer by layer (the OpenVINO one has the demo network's convolutions)
+    assert set(report["layers"]) == {"int8", "openvino int8"}
+    ov_convs = [g for g in report["layers"]["openvino int8"]["groups"] if g["what"].startswith("conv ")]
+    assert sum(g["layers"] for g in ov_convs) == 53 and "in its layers" in proc.stdout
     # the ais_bench-style summary of every model timed
     assert proc.stdout.count("[INFO] throughput 1000*batchsize.mean(24)") == len(report["cpu"])
 
