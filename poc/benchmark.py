@@ -75,14 +75,14 @@ SETTLE_RUNS = 2
 
 def interleaved(loaded: dict, loop: int, block: int, log: Log) -> dict:
     """Time ``loop`` runs of each loaded (backend, feed, batch), alternating blocks of ``block`` runs (each after
-    ``SETTLE_RUNS`` untimed ones), so that every model sees the same stretches of this machine's drifting speed;
-    returns {name: (per-run milliseconds, batch)}."""
+    ``SETTLE_RUNS`` untimed ones, in an order that rotates every round), so that every model sees the same stretches
+    of this machine's drifting speed; returns {name: (per-run milliseconds, batch)}."""
     times = {name: [] for name in loaded}
-    done = 0
+    done, order = 0, list(loaded.items())
     bar = log.bar(total=loop * len(loaded), desc="interleaved runs", unit="run")
     while done < loop:
         n = min(block, loop - done)
-        for name, (backend, feed, _) in loaded.items():
+        for name, (backend, feed, _) in order:
             for _ in range(SETTLE_RUNS):
                 backend.predict(feed)
             for _ in range(n):
@@ -91,6 +91,7 @@ def interleaved(loaded: dict, loop: int, block: int, log: Log) -> dict:
                 times[name].append((time.perf_counter() - t0) * 1000)
             bar.update(n)
         done += n
+        order = order[1:] + order[:1]  # each round starts one model later: no model always follows the same one
     bar.close()
     return {name: (times[name], loaded[name][2]) for name in loaded}
 
