@@ -4,6 +4,7 @@ an ONNX file is parsed. ``backend_for(model)`` picks the engine from the model f
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 from dataclasses import dataclass
@@ -73,10 +74,18 @@ class OnnxRuntimeBackend:
 PRECISION_KEY = "poc_inference_precision"
 
 
+@functools.cache
+def openvino_core():
+    """The process's one OpenVINO Core. One, not one per model: each Core's CPU plugin installs an alternate signal
+    stack on the thread that compiles, and a Core destroyed out of creation order puts back one that is already
+    freed, so that the next signal (Ctrl-C) crashes the process (OpenVINO 2026.4, seen with two models)."""
+    import openvino as ov
+    return ov.Core()
+
+
 def native_bf16() -> bool:
     """The CPU computes bfloat16 natively (AVX512-BF16 or AMX), which OpenVINO reports as a BF16 capability."""
-    import openvino as ov
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "BF16" in openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 @contextlib.contextmanager
@@ -109,8 +118,7 @@ class OpenVinoBackend:
         """``model_path``: an IR (or an ONNX file, which OpenVINO reads too); ``precision`` overrides the IR's.
         ``threads``: a share of the cores (one of several worker processes), one stream; else all of them.
         ``profiling``: time every layer (each request's ``get_profiling_info()`` after a run)."""
-        import openvino as ov
-        core = ov.Core()
+        core = openvino_core()
         try:
             with _native_stderr_dropped():  # the XML parser's C++ logging would print half a page
                 model = core.read_model(str(model_path))

@@ -68,8 +68,8 @@ def load_timed(path, warmup: int) -> tuple:
 
 
 # Untimed runs at the start of each block: after another model's turn, an engine's threads and the CPU's matrix
-# units take a run or two to come back up to speed (the first INT8 run of a block measured 25-45 % slower than the
-# fourth on the Xeon-AMX machine); a continuous run, which is what the table stands for, does not pay that.
+# units take a run or two to come back up to speed (the INT8 probes' first run of a block measured 25-45 % slower
+# than their fourth on the Xeon-AMX machine); a continuous run, which the table stands for, does not pay that.
 SETTLE_RUNS = 2
 
 

@@ -2,8 +2,8 @@
 for convolutions, its multiply-add rate (GMAC/s), grouped by kernel size and output map size, so what keeps an
 engine from the CPU's rate shows (small maps, memory-bound 1x1 layers, the first convolution behind AIPP).
 
-    python -m poc.layer_profile --model models/resnet50_quant_bs24.onnx   # ONNX Runtime
-    python -m poc.layer_profile --model models/resnet50_quant_bs24.xml    # OpenVINO (benchmark.sh --layers: both)
+    python3 -m poc.layer_profile --model models/resnet50_quant_bs24.onnx   # ONNX Runtime
+    python3 -m poc.layer_profile --model models/resnet50_quant_bs24.xml    # OpenVINO (benchmark.sh --layers: both)
 
 Times are per batch and wall-clock: ONNX Runtime's node times, and OpenVINO's layer times summed over its streams
 and divided by their number (the streams run side by side, one core each). Profiling adds a little to each layer.
@@ -128,7 +128,7 @@ def print_profile(p: dict, top: int = 10) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m poc.layer_profile", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python3 -m poc.layer_profile", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, action="append", help="a compiled .onnx or .xml model (repeatable)")
     p.add_argument("--source", default=f"{MODELS_DIR}/{END2END_ONNX}",
                    help="the float ONNX model the convolutions' sizes come from (default: %(default)s)")

@@ -27,7 +27,7 @@ import numpy as np
 from . import ascend
 from .config import SUMMARY_SUFFIX
 from .errors import InputError, OutputSet, ToolError, first_line, run_main
-from .files import OUTFMTS, OUTPUT_OWNED, format_txt, natural_key, write_output
+from .files import OUTFMTS, OUTPUT_OWNED, format_txt, natural_key, read_small_file, write_file, write_output
 from .progress import Log
 
 PREFETCH_BATCHES = 4
@@ -124,7 +124,8 @@ def list_inputs(spec: str) -> list[str]:
     return files
 
 
-def read_input(path: str, dtype: np.dtype) -> bytes:
+def read_input(path: str, dtype: np.dtype, expected: int = 0) -> bytes:
+    """One input file's bytes (``expected``: the size a .bin should have, read in one call)."""
     if Path(path).suffix.lower() == ".npy":
         try:
             arr = np.load(path, allow_pickle=False)
@@ -134,6 +135,8 @@ def read_input(path: str, dtype: np.dtype) -> bytes:
             raise InputError(path, f"dtype {getattr(arr, 'dtype', type(arr).__name__)}, but the model input is {dtype}")
         return np.ascontiguousarray(arr).tobytes()
     try:
+        if expected:
+            return read_small_file(path, expected)
         with open(path, "rb") as f:
             return f.read()
     except FileNotFoundError:
@@ -188,7 +191,7 @@ def read_batches(plan: Plan, spec, opts: RunOptions, out_q: queue.Queue, stop: t
             if group is None:
                 batch = Batch(pure, None, 0, 0.0, index)
             else:
-                blobs = [read_input(f, spec.dtype) for f in group]
+                blobs = [read_input(f, spec.dtype, plan.file_bytes) for f in group]
                 for f, b in zip(group, blobs, strict=False):
                     if len(b) != plan.file_bytes:
                         raise InputError(f, f"{len(b)} bytes, but {Path(plan.files[0]).name} has {plan.file_bytes}")
@@ -243,7 +246,7 @@ def write_batches(in_q: queue.Queue, write_dir: Path, out_prefix: str, plan: Pla
                 for k in range(batch.real):
                     name = f"{Path(batch.group[k]).stem if batch.group else 'pure_infer_data'}_{oi}.{ext}"
                     if texts is not None:
-                        (write_dir / name).write_bytes(texts[k])
+                        write_file(os.path.join(write_dir, name), texts[k])
                     else:
                         write_output(write_dir / name, parts[k], opts.outfmt)
                     sample = written.filesinfo.setdefault(batch.index * plan.per_batch + k,

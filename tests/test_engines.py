@@ -273,3 +273,24 @@ def test_layer_profile_of_both_engines(both_engines, demo_workdir, tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "none.xml: no such model file" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_ctrl_c_after_models_come_and_go_is_an_interrupt_not_a_crash(both_engines):
+    """Two OpenVINO models loaded and dropped (as the benchmark's sweep does), then SIGINT: a KeyboardInterrupt.
+    (With a Core per model, a model dropped before a later one put back an alternate signal stack that was freed
+    with the later one, and the signal crashed; the stack is the one OpenVINO's AMX kernels need, so on a CPU
+    without AMX this passes either way.)"""
+    _, models = both_engines
+    script = (
+        "import gc, os, signal, sys, time, numpy as np\n"
+        "from poc.backends import OpenVinoBackend\n"
+        "first, second = (OpenVinoBackend().load(sys.argv[1]) for _ in range(2))\n"
+        "[m.predict({'input': np.zeros((24, 32, 32, 3), np.uint8)}) for m in (first, second)]\n"
+        "del first; gc.collect(); del second; gc.collect()\n"  # dropped in the order they came, not the reverse
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGINT); time.sleep(0.5)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted')\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(models[("openvino", "int8")])], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout == "interrupted\n", (proc.returncode, proc.stderr[-300:])
