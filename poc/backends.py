@@ -83,6 +83,15 @@ def openvino_core():
     return ov.Core()
 
 
+def amx_int8() -> bool:
+    """The CPU has AMX-INT8 matrix units (the ``amx_int8`` flag of /proc/cpuinfo; False where there is none)."""
+    try:
+        flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
+    except OSError:
+        return False
+    return "amx_int8" in flags.split()
+
+
 def native_bf16() -> bool:
     """The CPU computes bfloat16 natively (AVX512-BF16 or AMX), which OpenVINO reports as a BF16 capability."""
     return "BF16" in openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
