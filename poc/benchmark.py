@@ -58,8 +58,10 @@ def pure(model, loop, warmup) -> dict:
 
 def load_timed(path, warmup: int) -> tuple:
     """(backend, feed of zeros, batch) for a compiled model, warmed up."""
-    # No spinning: a session's idle threads would otherwise spin through the other models' turns.
-    backend = backend_for(path).load(path, spin=False)
+    # As the runner loads it (ONNX Runtime's pool threads spin between runs, which its integer matrix-multiply path
+    # needs: without spinning it measured 345 instead of 533 img/s); their spinning after a model's turn ends is
+    # absorbed by the next model's settling runs.
+    backend = backend_for(path).load(path)
     spec = input_spec(backend, path, None)
     feed = {spec.name: np.zeros(spec.shape, spec.dtype)}
     for _ in range(warmup):
@@ -75,10 +77,10 @@ SETTLE_RUNS = 2
 
 def interleaved(loaded: dict, loop: int, block: int, log: Log) -> dict:
     """Time ``loop`` runs of each loaded (backend, feed, batch), alternating blocks of ``block`` runs (each after
-    ``SETTLE_RUNS`` untimed ones, in an order that rotates every round), so that every model sees the same stretches
+    ``SETTLE_RUNS`` untimed ones, in a new order every round), so that every model sees the same stretches
     of this machine's drifting speed; returns {name: (per-run milliseconds, batch)}."""
     times = {name: [] for name in loaded}
-    done, order = 0, list(loaded.items())
+    done, order, rng = 0, list(loaded.items()), np.random.default_rng(0)
     bar = log.bar(total=loop * len(loaded), desc="interleaved runs", unit="run")
     while done < loop:
         n = min(block, loop - done)
@@ -91,7 +93,9 @@ def interleaved(loaded: dict, loop: int, block: int, log: Log) -> dict:
                 times[name].append((time.perf_counter() - t0) * 1000)
             bar.update(n)
         done += n
-        order = order[1:] + order[:1]  # each round starts one model later: no model always follows the same one
+        # a new order every round (seeded): a model that always followed the same one would carry that one's
+        # after-effects (a rotation keeps every model's predecessor; measured: 1.5-2 % on one row)
+        order = [order[i] for i in rng.permutation(len(order))]
     bar.close()
     return {name: (times[name], loaded[name][2]) for name in loaded}
 

@@ -83,7 +83,7 @@ def load_probe(engine: str, precision: str, op: str, folder) -> Probe:
     if engine == "openvino":
         backend = OpenVinoBackend().load(path, precision="bf16" if precision == "bf16" else "f32")
     else:
-        backend = OnnxRuntimeBackend().load(path, spin=False)  # no spinning through the other models' turns
+        backend = OnnxRuntimeBackend().load(path)  # as the networks are loaded
     return Probe(engine, precision, op, macs, backend,
                  {"a": np.random.default_rng(1).standard_normal(shape).astype(np.float32)})
 
