@@ -204,7 +204,7 @@ def main(argv=None) -> int:
                         "and --fp32_source into --work_dir (default: %(default)s)")
     p.add_argument("--layers", action="store_true",
                    help="CPU: also print where each engine's INT8 model spends its time, layer by layer "
-                        "(python -m poc.layer_profile)")
+                        "(python3 -m poc.layer_profile)")
     p.add_argument("--no_peaks", dest="peaks", action="store_false",
                    help="CPU: skip measuring the CPU's multiply-add rates")
     p.add_argument("--quiet", action="store_true", help="no log lines (the table still prints)")
