@@ -323,7 +323,9 @@ def main(argv=None) -> int:
               f"{e['ratio_to_pure'] * 100:.0f} % of pure inference over as many batches right after it "
               f"(median of {len(e2e_runs)} pairs: {e['ratio_runs']})")
 
-    if args.layers and Path(args.fp32_source).is_file():
+    if args.layers and not Path(args.fp32_source).is_file():
+        log(f"--layers: no float source model {args.fp32_source} to size the convolutions; layers left out")
+    elif args.layers:
         for name, (path, _, precision) in rows.items():
             if precision == "int8" and "(" not in name:  # each engine's own INT8 model
                 layers = profile_layers(path, args.fp32_source, profile.image_hw)
