@@ -134,12 +134,20 @@ def compile_cpu(model_path, output, input_shape: str, aipp_conf, input_format: s
     return out
 
 
-def shift_weight_zero_points(model: onnx.ModelProto) -> int:
-    """Every QLinearConv with int8 weights on zero point 0 gets the same weights minus one on zero point -1: the
-    same numbers ((w - 1) - (-1) = w), exactly the same outputs. ONNX Runtime runs convolutions with zero-point-0
-    weights in its symmetric kernel, which has no AMX code, and the others as im2col + its integer matrix multiply,
-    which uses AMX: +13 % for the whole ResNet-50 on an AMX Xeon (docs/PERFORMANCE.md). Weights that already use
-    -128 cannot move down and are left as they are. Returns how many convolutions changed."""
+# The shallowest convolution (input channels x kernel height x kernel width) worth ONNX Runtime's AMX path. Measured
+# per layer on the AMX Xeon (docs/PERFORMANCE.md): every layer of depth 64 or 128 ran faster in the symmetric
+# kernel (up to 2x; an AMX tile reduces 64 values a step, and the other path also sums every input row for the
+# zero point), from 256 on nearly all ran faster on AMX (up to 2x).
+MIN_AMX_DEPTH = 256
+
+
+def shift_weight_zero_points(model: onnx.ModelProto, min_depth: int = MIN_AMX_DEPTH) -> int:
+    """Every QLinearConv of depth ``min_depth`` or more with int8 weights on zero point 0 gets the same weights minus
+    one on zero point -1: the same numbers ((w - 1) - (-1) = w), exactly the same outputs. ONNX Runtime runs
+    convolutions with zero-point-0 weights in its symmetric kernel, which has no AMX code, and the others as im2col +
+    its integer matrix multiply, which uses AMX: +13 % for the whole ResNet-50 on an AMX Xeon with every layer moved,
+    more with the shallow ones left (docs/PERFORMANCE.md). Weights that already use -128 cannot move down and are
+    left as they are. Returns how many convolutions changed."""
     from onnx import numpy_helper
     inits = {i.name: i for i in model.graph.initializer}
     uses: dict[str, int] = {}
@@ -154,7 +162,8 @@ def shift_weight_zero_points(model: onnx.ModelProto) -> int:
         if w is None or zp is None or uses[w.name] > 1 or uses[zp.name] > 1:  # shared: changing it changes others
             continue
         weights, zero = numpy_helper.to_array(w), numpy_helper.to_array(zp)
-        if weights.dtype != np.int8 or zero.dtype != np.int8 or zero.any() or weights.min() == -128:
+        if weights.dtype != np.int8 or zero.dtype != np.int8 or zero.any() or weights.min() == -128 \
+                or weights.ndim < 2 or int(np.prod(weights.shape[1:])) < min_depth:
             continue
         w.CopyFrom(numpy_helper.from_array((weights.astype(np.int16) - 1).astype(np.int8), w.name))
         zp.CopyFrom(numpy_helper.from_array(np.full_like(zero, -1), zp.name))

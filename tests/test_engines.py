@@ -297,42 +297,46 @@ def test_ctrl_c_after_models_come_and_go_is_an_interrupt_not_a_crash(both_engine
 
 
 def _qlinearconv_model(weights: list[np.ndarray], share_zero_point: bool = False):
-    """u8 [1,4,6,6] -> a chain of QLinearConv 3x3 (pads 1), one per weight tensor [4,4,3,3] (int8, per-channel
+    """u8 [1,C,6,6] -> a chain of QLinearConv 3x3 (pads 1), one per weight tensor [C,C,3,3] (int8, per-channel
     scales, zero point 0) -> u8."""
     from onnx import TensorProto, helper, numpy_helper
+    c = weights[0].shape[0]
     inits = [numpy_helper.from_array(np.float32(0.05), "s"), numpy_helper.from_array(np.uint8(3), "z")]
     nodes, x = [], "input"
     for i, w in enumerate(weights):
         zp = "wz" if share_zero_point else f"wz{i}"
         if not share_zero_point or i == 0:
-            inits.append(numpy_helper.from_array(np.zeros(4, np.int8), zp))
+            inits.append(numpy_helper.from_array(np.zeros(c, np.int8), zp))
         inits += [numpy_helper.from_array(w, f"w{i}"),
-                  numpy_helper.from_array(np.linspace(0.001, 0.004, 4).astype(np.float32), f"ws{i}")]
+                  numpy_helper.from_array(np.linspace(0.0002, 0.0008, c).astype(np.float32), f"ws{i}")]
         y = "output" if i == len(weights) - 1 else f"y{i}"
         nodes.append(helper.make_node("QLinearConv", [x, "s", "z", f"w{i}", f"ws{i}", zp, "s", "z"], [y],
                                       pads=[1, 1, 1, 1], name=f"conv{i}"))
         x = y
-    graph = helper.make_graph(nodes, "q", [helper.make_tensor_value_info("input", TensorProto.UINT8, [1, 4, 6, 6])],
-                              [helper.make_tensor_value_info("output", TensorProto.UINT8, [1, 4, 6, 6])], inits)
+    shape = [1, c, 6, 6]
+    graph = helper.make_graph(nodes, "q", [helper.make_tensor_value_info("input", TensorProto.UINT8, shape)],
+                              [helper.make_tensor_value_info("output", TensorProto.UINT8, shape)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     return model
 
 
 def test_weight_zero_point_shift_is_exact_and_leaves_what_it_cannot_move():
-    from poc.compile import shift_weight_zero_points
+    from poc.compile import MIN_AMX_DEPTH, shift_weight_zero_points
     rng = np.random.default_rng(4)
-    plain = [rng.integers(-127, 128, (4, 4, 3, 3)).astype(np.int8) for _ in range(3)]
-    with_min = plain[1].copy()
+    deep = [rng.integers(-127, 128, (32, 32, 3, 3)).astype(np.int8) for _ in range(3)]  # depth 288
+    assert 32 * 9 >= MIN_AMX_DEPTH > 4 * 9
+    with_min = deep[1].copy()
     with_min[0, 0, 0, 0] = -128  # cannot go one lower
-    x = rng.integers(0, 256, (1, 4, 6, 6), dtype=np.uint8)
-    for weights, shared, want in (([plain[0], plain[2]], False, 2), ([plain[0], with_min, plain[2]], False, 2),
-                                  ([plain[0], plain[2]], True, 0)):
+    shallow = [rng.integers(-127, 128, (4, 4, 3, 3)).astype(np.int8) for _ in range(2)]  # depth 36: left
+    for weights, shared, want in (([deep[0], deep[2]], False, 2), ([deep[0], with_min, deep[2]], False, 2),
+                                  ([deep[0], deep[2]], True, 0), (shallow, False, 0)):
         model = _qlinearconv_model(weights, shared)
+        x = rng.integers(0, 256, (1, weights[0].shape[0], 6, 6), dtype=np.uint8)
         before = OnnxRuntimeBackend().load(model.SerializeToString()).predict({"input": x})[0]
         assert shift_weight_zero_points(model) == want
         after = OnnxRuntimeBackend().load(model.SerializeToString()).predict({"input": x})[0]
-        assert np.array_equal(before, after)
+        assert np.array_equal(before, after) and len(np.unique(after)) > 10  # exact, and not a saturated output
         zero_points = [onnx.numpy_helper.to_array(i) for i in model.graph.initializer if i.name.startswith("wz")]
         assert sum(bool((z == -1).all()) for z in zero_points) == want
         assert shift_weight_zero_points(model) == 0  # once only
@@ -345,9 +349,14 @@ def test_compile_moves_weight_zero_points_only_where_the_cpu_has_amx(both_engine
     monkeypatch.setattr(poc.compile, "amx_int8", lambda: amx)
     out = compile_cpu(demo_workdir / "models" / "resnet50_quant_deploy_model.onnx", tmp_path / "m",
                       "input:24,3,32,32", ROOT / "aipp.conf", log=Log(True))
-    zero_points = {n.input[5] for n in onnx.load(str(out)).graph.node if n.op_type == "QLinearConv"}
-    values = [onnx.numpy_helper.to_array(i) for i in onnx.load(str(out)).graph.initializer if i.name in zero_points]
-    assert len(values) == 53 and all(((v == -1) if amx else (v == 0)).all() for v in values)
+    from poc.compile import MIN_AMX_DEPTH
+    graph = onnx.load(str(out)).graph
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    convs = [n for n in graph.node if n.op_type == "QLinearConv"]
+    deep = [int(np.prod(inits[n.input[3]].shape[1:])) >= MIN_AMX_DEPTH for n in convs]
+    assert len(convs) == 53 and 0 < sum(deep) < 53  # the stem and the shallow 1x1s stay as they are
+    for conv, is_deep in zip(convs, deep, strict=True):
+        assert (inits[conv.input[5]] == (-1 if amx and is_deep else 0)).all(), conv.name
     _, models = both_engines  # the same outputs as the model compiled the other way (on this CPU: either)
     x = np.random.default_rng(5).integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
     want = OnnxRuntimeBackend().load(models[("onnxruntime", "int8")]).predict({"input": x})[0]
