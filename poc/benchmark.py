@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ascend, profiles, runner
-from .backends import backend_for, input_spec, native_bf16
+from .backends import backend_for, cpuinfo, input_spec, native_bf16
 from .compile import ENGINE_SUFFIX, ENGINES, compile_cpu
 from .config import (
     AIPP_CFG,
@@ -112,10 +112,6 @@ def compiled_for_batch(source, batch: int, out_dir: Path, aipp, engine: str = "o
     return compiled
 
 
-def engine_of(path) -> str:
-    return "openvino" if Path(path).suffix == ".xml" else "onnxruntime"
-
-
 def engine_rows(engines, main_engine: str, int8_source, fp32_source, aipp, work: Path, log: Log,
                 hw: int = IMAGE_HW) -> dict:
     """Rows of the engines other than the main pair's, compiled from the sources at the batch of the pair:
@@ -140,13 +136,7 @@ def engine_rows(engines, main_engine: str, int8_source, fp32_source, aipp, work:
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def plot(sweep: dict, path: Path) -> None:
@@ -235,8 +225,9 @@ def main(argv=None) -> int:
     unknown = [e for e in engines if e not in ENGINES]
     if unknown:
         raise InputError("--engines", f"{', '.join(unknown)}: not one of {', '.join(ENGINES)}")
-    rows = {"int8": (model, engine_of(model), "int8"), "fp32": (Path(args.fp32_model), engine_of(args.fp32_model), "fp32")}
-    rows.update(engine_rows(engines, engine_of(model), args.int8_source, args.fp32_source, args.aipp,
+    rows = {"int8": (model, backend_for(model).name(), "int8"),
+            "fp32": (Path(args.fp32_model), backend_for(args.fp32_model).name(), "fp32")}
+    rows.update(engine_rows(engines, rows["int8"][1], args.int8_source, args.fp32_source, args.aipp,
                             Path(args.work_dir), log, profile.image_hw))
     loaded = {name: load_timed(path, args.warmup_count) for name, (path, _, _) in rows.items()}
     with tempfile.TemporaryDirectory(prefix="poc-peak-") as tmp:

@@ -3,7 +3,6 @@ on the same engine and threads as the network, INT8 in the same QDQ form the net
 multiply-adds a network takes per image (from the float ONNX model's shapes)."""
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper, shape_inference
 
-from .backends import OnnxRuntimeBackend, OpenVinoBackend, native_bf16
+from .backends import OnnxRuntimeBackend, OpenVinoBackend, load_onnx, native_bf16
 
 MATMUL_N = 2048  # the matrix multiply: [N,N] x [N,N], 8.6 GMAC a run
 # the 1x1 convolutions: a chain of CONV_DEPTH layers C -> C channels over a batch of CONV_BATCH maps of HW x HW
@@ -112,15 +111,20 @@ def probes(engines, folder, trial_runs: int = 3) -> list[Probe]:
     return chosen
 
 
-def measure(engine: str, precision: str, op: str = "matmul", runs: int = 10) -> float:
-    """The median multiply-add rate (GMAC/s) of ``op`` (matmul or conv1x1) on ``engine`` at ``precision``, alone."""
-    with tempfile.TemporaryDirectory(prefix="poc-peak-") as tmp:
-        return rate(load_probe(engine, precision, op, tmp), runs)
+@dataclass
+class LayerMacs:
+    """A Conv, Gemm or MatMul of a float model: its multiply-adds per image, weight shape and output shape."""
+
+    op: str
+    macs: int
+    weight: list[int]
+    output: list[int]
 
 
-def macs_per_image(onnx_path, input_name: str, chw: tuple[int, int, int]) -> float:
-    """Multiply-adds (GMAC) of one image through a float ONNX model: every Conv, Gemm and MatMul."""
-    model = onnx.load(str(onnx_path))
+def layer_macs(onnx_path, input_name: str, chw: tuple[int, int, int]) -> dict[str, LayerMacs]:
+    """Every Conv, Gemm and MatMul with a constant weight of a float ONNX model, by node name, at one image of
+    ``chw``."""
+    model = load_onnx(onnx_path)
     for inp in model.graph.input:
         if inp.name == input_name:
             dims = inp.type.tensor_type.shape.dim
@@ -131,14 +135,19 @@ def macs_per_image(onnx_path, input_name: str, chw: tuple[int, int, int]) -> flo
     shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
               for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output)}
     shapes.update({i.name: list(i.dims) for i in model.graph.initializer})
-    macs = 0
+    layers = {}
     for node in model.graph.node:
-        if node.op_type == "Conv":
+        if node.op_type == "Conv" and node.input[1] in shapes and node.output[0] in shapes:
             w, y = shapes[node.input[1]], shapes[node.output[0]]
-            macs += int(np.prod(y)) * int(np.prod(w[1:]))
+            layers[node.name] = LayerMacs("Conv", int(np.prod(y)) * int(np.prod(w[1:])), w, y)
         elif node.op_type in ("Gemm", "MatMul") and node.input[1] in shapes:
             # a classifier head: one row per image, so K x N multiply-adds = the weight's size (rows known or 1)
-            y = shapes.get(node.output[0]) or []
+            w, y = shapes[node.input[1]], shapes.get(node.output[0]) or []
             rows = int(np.prod(y[:-1])) if len(y) > 1 and all(y) else 1
-            macs += rows * int(np.prod(shapes[node.input[1]]))
-    return macs / 1e9
+            layers[node.name] = LayerMacs(node.op_type, rows * int(np.prod(w)), w, y)
+    return layers
+
+
+def macs_per_image(onnx_path, input_name: str, chw: tuple[int, int, int]) -> float:
+    """Multiply-adds (GMAC) of one image through a float ONNX model: every Conv, Gemm and MatMul."""
+    return sum(layer.macs for layer in layer_macs(onnx_path, input_name, chw).values()) / 1e9

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from onnx import shape_inference
 
-from .backends import OnnxRuntimeBackend, OpenVinoBackend, input_spec, load_onnx
-from .config import END2END_ONNX, MODELS_DIR
+from .backends import backend_for, input_spec
+from .config import END2END_ONNX, IMAGE_CHANNELS, INPUT_NAME, MODELS_DIR
+from .cpu_rates import layer_macs
 from .errors import InputError, run_main
 
 # what each engine appends to the source model's node name
@@ -40,27 +40,15 @@ class Conv:
 
 def source_convs(source, hw: int) -> dict[str, Conv]:
     """Every Conv of the float model ``source`` at ``hw`` x ``hw`` input, by node name."""
-    model = load_onnx(source)
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    for d, v in zip(dims, (1, dims[1].dim_value or 3, hw, hw), strict=True):
-        d.Clear()
-        d.dim_value = v
-    model = shape_inference.infer_shapes(model)
-    shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
-              for vi in list(model.graph.value_info) + list(model.graph.output)}
-    shapes.update({i.name: list(i.dims) for i in model.graph.initializer})
-    convs = {}
-    for node in model.graph.node:
-        if node.op_type == "Conv" and node.output[0] in shapes and node.input[1] in shapes:
-            w, y = shapes[node.input[1]], shapes[node.output[0]]
-            convs[node.name] = Conv(int(np.prod(y)) * int(np.prod(w[1:])), f"{w[2]}x{w[3]}", f"{y[2]}x{y[3]}")
-    return convs
+    return {name: Conv(layer.macs, f"{layer.weight[2]}x{layer.weight[3]}", f"{layer.output[2]}x{layer.output[3]}")
+            for name, layer in layer_macs(source, INPUT_NAME, (IMAGE_CHANNELS, hw, hw)).items() if layer.op == "Conv"}
 
 
 def layer_times(model, runs: int, warmup: int) -> tuple[dict[str, tuple[str, float]], int, str]:
     """({layer: (kind, seconds per batch)}, batch, engine) over ``runs`` timed runs of a compiled model."""
-    if str(model).lower().endswith(".xml"):
-        backend = OpenVinoBackend().load(model, profiling=True)
+    backend = backend_for(model)
+    if backend.name() == "openvino":
+        backend.load(model, profiling=True)
         spec = input_spec(backend, model, None)
         feed = {spec.name: np.zeros(spec.shape, spec.dtype)}
         for _ in range(warmup):
@@ -75,7 +63,7 @@ def layer_times(model, runs: int, warmup: int) -> tuple[dict[str, tuple[str, flo
                     entry[1] += p.real_time.total_seconds() / runs / backend.streams
         return {k: (v[0], v[1]) for k, v in times.items()}, spec.shape[0], "openvino"
     with tempfile.TemporaryDirectory(prefix="poc-profile-") as tmp:
-        backend = OnnxRuntimeBackend().load(model, profile_prefix=Path(tmp) / "ort")
+        backend.load(model, profile_prefix=Path(tmp) / "ort")
         spec = input_spec(backend, model, None)
         feed = {spec.name: np.zeros(spec.shape, spec.dtype)}
         for _ in range(warmup + runs):
