@@ -50,15 +50,22 @@ def natural_key(path) -> tuple:
     return (parts, name)
 
 
+def read_text_file(path, what: str, encoding: str = "utf-8") -> str:
+    """The text of ``path``; a missing file, a folder or bytes that are not ``encoding`` are one line naming it."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding=encoding)
+    except (FileNotFoundError, NotADirectoryError):
+        raise InputError(path, f"no such {what}") from None
+    except (UnicodeDecodeError, IsADirectoryError):
+        name = encoding.upper()
+        raise InputError(path, f"not {'an' if name[0] in 'AEIO' else 'a'} {name} text file ({what} expected)") from None
+
+
 def read_labels(path) -> dict[str, int]:
     """``img_label.txt``: one ``name label`` pair a line, labels non-negative decimal integers."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such label file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError(path, "not a UTF-8 text file (a label file holds 'img{i} {label}' lines)") from None
+    text = read_text_file(path, "label file ('img{i} {label}' lines)")
     labels: dict[str, int] = {}
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

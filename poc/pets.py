@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import InputError
+from .files import read_text_file
 
 CLASSES = ("Abyssinian", "american_bulldog", "american_pit_bull_terrier", "basset_hound", "beagle", "Bengal", "Birman",
            "Bombay", "boxer", "British_Shorthair", "chihuahua", "Egyptian_Mau", "english_cocker_spaniel",
@@ -26,12 +27,7 @@ def read_split(path) -> list[tuple[str, int]]:
     """``annotations/test.txt`` / ``trainval.txt`` / ``list.txt``: ``Image CLASS-ID SPECIES BREED-ID`` lines (``#``
     lines skipped); label = CLASS-ID - 1, checked against the image name's breed."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(path, "no such split file (annotations/test.txt or trainval.txt)") from None
-    except (UnicodeDecodeError, IsADirectoryError):
-        raise InputError(path, "not a text split file") from None
+    text = read_text_file(path, "split file (annotations/test.txt or trainval.txt)")
     out = []
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.startswith("#"):

@@ -9,6 +9,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, text_format
 from google.protobuf.message_factory import GetMessageClass
 
 from .errors import InputError
+from .files import read_text_file
 
 F = descriptor_pb2.FieldDescriptorProto
 
@@ -35,12 +36,7 @@ def message_class(package: str, messages: dict, root: str, enums: dict | None = 
 def parse_file(path, message_cls, what: str):
     """Parse ``path`` into a new message; errors name the file and the line."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise InputError(path, f"no such {what}") from None
-    except (UnicodeDecodeError, IsADirectoryError):
-        raise InputError(path, f"not a text file ({what} expected)") from None
+    text = read_text_file(path, what)
     msg = message_cls()
     try:
         text_format.Parse(text, msg)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
+from .files import read_text_file
 
 STAGE_BLOCKS = (3, 4, 6, 3)
 STAGE_WIDTHS = (64, 128, 256, 512)
@@ -38,13 +39,7 @@ def read_index(path) -> list[np.ndarray]:
     """``index.txt``: 16 lines of space-separated channel indices, one line per block; each line holds q unique
     indices within the block's full width 4c. Anything else is refused with the line and what is wrong."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="ascii")
-    except FileNotFoundError:
-        raise InputError(path, "no such index file") from None
-    except (UnicodeDecodeError, IsADirectoryError):
-        raise InputError(path, "not an ASCII text file (index.txt holds channel indices)") from None
-    lines = text.splitlines()
+    lines = read_text_file(path, "index file (channel indices)", encoding="ascii").splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     if len(lines) != INDEX_LINES:
