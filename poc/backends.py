@@ -69,6 +69,16 @@ class OnnxRuntimeBackend:
     def predict(self, feed: dict) -> list[np.ndarray]:
         return self.session.run(self.outputs, feed)
 
+    # One batch at a time: submit() runs it and collect() hands its outputs back (the runner's loop is the same for
+    # both engines).
+    in_flight = 1
+
+    def submit(self, feed: dict):
+        return self.predict(feed)
+
+    def collect(self, ticket) -> list[np.ndarray]:
+        return ticket
+
 
 # Inference precisions of the OpenVINO engine, as an IR's rt_info names them (written by the compile stage).
 PRECISION_KEY = "poc_inference_precision"
@@ -164,7 +174,10 @@ class OpenVinoBackend:
         except Exception as err:  # noqa: BLE001
             lines = [ln for ln in str(err).splitlines() if ln.strip() and not ln.startswith("Exception from")]
             raise InputError(model_path, f"OpenVINO cannot compile it ({(lines or ['?'])[-1][:160]})") from None
-        self.requests = [self.compiled.create_infer_request() for _ in range(self.streams)]
+        # a request per stream for each batch in flight; submit() takes the sets in turn
+        self.request_sets = [[self.compiled.create_infer_request() for _ in range(self.streams)]
+                             for _ in range(self.in_flight)]
+        self.requests, self._next_set = self.request_sets[0], 0
         self.outputs = [o.get_any_name() for o in self.compiled.outputs]
         return self
 
@@ -185,12 +198,32 @@ class OpenVinoBackend:
         if self.streams == 1:
             result = self.requests[0].infer(feed)
             return [result[port] for port in self.compiled.outputs]
+        return self.collect(self.submit(feed, self.requests))
+
+    # Two batches in flight: while the runner's thread collects one batch's outputs (and waits for the interpreter
+    # lock its reader and writer threads hold), the next batch already runs, so the cores do not idle between
+    # batches (docs/PERFORMANCE.md, "Two batches in flight").
+    in_flight = 2
+
+    def submit(self, feed: dict, requests=None) -> list:
+        """Start a batch (each stream on its slice) and return its ticket for ``collect``. The caller has at most
+        ``in_flight`` batches submitted and not collected (each set of requests is reused ``in_flight`` batches on)."""
+        if requests is None:
+            requests = self.request_sets[self._next_set]
+            self._next_set = (self._next_set + 1) % len(self.request_sets)
+        if len(requests) == 1:
+            requests[0].start_async(feed)  # copies the inputs into the request's
+            return requests
         (name, data), = feed.items()
-        for request, part in zip(self.requests, np.split(data, self.streams), strict=True):
+        for request, part in zip(requests, np.split(data, len(requests)), strict=True):
             request.start_async({name: part})
-        for request in self.requests:
+        return requests
+
+    def collect(self, requests: list) -> list[np.ndarray]:
+        """Wait for a submitted batch; its outputs, copied out of the requests (which the next batches reuse)."""
+        for request in requests:
             request.wait()
-        return [np.concatenate([r.get_output_tensor(i).data for r in self.requests])
+        return [np.concatenate([r.get_output_tensor(i).data for r in requests])
                 for i in range(len(self.compiled.outputs))]
 
 

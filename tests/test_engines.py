@@ -361,3 +361,64 @@ def test_compile_moves_weight_zero_points_only_where_the_cpu_has_amx(both_engine
     x = np.random.default_rng(5).integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
     want = OnnxRuntimeBackend().load(models[("onnxruntime", "int8")]).predict({"input": x})[0]
     assert np.array_equal(OnnxRuntimeBackend().load(out).predict({"input": x})[0], want)
+
+
+class _RecordingEngine:
+    """A stand-in engine that keeps two batches in flight: it records what is outstanding and hands each batch's
+    outputs (2x + 1 of its input) back only through ``collect``, so a runner that mixed batches up would show it."""
+
+    in_flight = 2
+
+    def __init__(self):
+        self.outstanding, self.most_outstanding, self.submitted = [], 0, 0
+
+    def name(self):
+        return "recording"
+
+    def version(self):
+        return "0"
+
+    def load(self, model, threads=0):
+        return self
+
+    def input_info(self):
+        return [("input", np.dtype(np.float32), [4, 2])]
+
+    def predict(self, feed):
+        return [feed["input"] * 2 + 1]
+
+    def submit(self, feed):
+        ticket = (self.submitted, feed["input"].copy())
+        self.submitted += 1
+        self.outstanding.append(ticket)
+        self.most_outstanding = max(self.most_outstanding, len(self.outstanding))
+        return ticket
+
+    def collect(self, ticket):
+        assert self.outstanding[0] is ticket, "collected out of submission order"
+        self.outstanding.pop(0)
+        return [ticket[1] * 2 + 1]
+
+
+def test_two_batches_in_flight_keep_outputs_with_their_inputs(tmp_path, monkeypatch):
+    """With an engine that runs two batches at once, every output file still holds its own input's result, each run
+    of each batch (--loop 2) gets a compute time, and no more than two batches are ever outstanding."""
+    import poc.backends
+    from poc import runner
+    from poc.files import format_txt
+    engine = _RecordingEngine()
+    monkeypatch.setattr(poc.backends, "backend_for", lambda _model: engine)
+    data = tmp_path / "bins"
+    data.mkdir()
+    values = {f"img{i}": np.array([i, -i / 3], np.float32) for i in range(10)}  # 10 files: batches of 4, 4, 2+2 pad
+    for stem, v in values.items():
+        v.tofile(data / f"{stem}.bin")
+    summary = runner.run(runner.RunOptions("stand-in.onnx", input=str(data), output=str(tmp_path), output_dirname="out",
+                                           outfmt="TXT", loop=2, quiet=True), Log(True), show_summary=False)
+    assert engine.submitted == 6 and engine.most_outstanding == 2 and not engine.outstanding
+    times = summary["npu_compute_time_list"]
+    assert len(times) == 6 and all(t >= 0 for t in times) and summary["NPU_compute_time"]["count"] == 6
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == sorted(f"{stem}_0.txt" for stem in values)
+    for stem, v in values.items():
+        assert (tmp_path / "out" / f"{stem}_0.txt").read_bytes() == format_txt(v * 2 + 1), stem
