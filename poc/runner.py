@@ -8,7 +8,8 @@ first file (no outputs written for the padding), outputs go to
 and written beside the folder as ``{dirname}_summary.json``.
 
 The run, step by step: plan the batches, read them ahead on one thread, infer on the main thread (two batches in
-flight on an engine that runs them side by side), write the outputs on another thread, summarise. Nothing here imports ONNX Runtime until an ``.onnx`` model needs it.
+flight on an engine that runs them side by side), write the outputs on another thread, summarise. Nothing here
+imports ONNX Runtime until an ``.onnx`` model needs it.
 """
 from __future__ import annotations
 
