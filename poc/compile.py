@@ -23,6 +23,7 @@ from .backends import PRECISION_KEY, OnnxRuntimeBackend, amx_int8, load_onnx, na
 from .config import AIPP_CFG, COMPILED_INT8, CPU_QUANTIZER_KEY, DEPLOY_SUFFIX, INPUT_SHAPE, QUANT_SAVE_PATH
 from .errors import InputError, OutputSet, StageError, first_line, run_main
 from .progress import Log
+from .small_maps import lay_batch_along_width
 
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 ENGINES = ("onnxruntime", "openvino")
@@ -179,7 +180,11 @@ def _write_openvino(model: onnx.ModelProto, aipp: Aipp | None, shape: list[int],
     outputs.file(out)  # makes the output folder (and checks it can be written) before the scratch folder goes there
     with tempfile.TemporaryDirectory(prefix=".ov.", dir=out.parent) as tmp:
         fixed = Path(tmp) / "fixed.onnx"
-        onnx.save(fold_into_model(model, None, shape, input_name=name), str(fixed))
+        model = fold_into_model(model, None, shape, input_name=name)
+        widened = 0
+        if precision in ("f32", "bf16") and not any(n.op_type in QDQ_OPS for n in model.graph.node):
+            model, widened = lay_batch_along_width(model)
+        onnx.save(model, str(fixed))
         try:
             ov_model = ov.convert_model(str(fixed))
         except Exception as err:  # noqa: BLE001 - a conversion failure is one line
@@ -207,7 +212,8 @@ def _write_openvino(model: onnx.ModelProto, aipp: Aipp | None, shape: list[int],
         os.replace(Path(tmp) / "model.bin", outputs.file(out.with_suffix(".bin")))
     log(f"wrote {out} (+ {out.with_suffix('.bin').name}): OpenVINO IR, input {name} "
         + (f"uint8 NHWC [{shape[0]},{aipp.src_h},{aipp.src_w},3] with AIPP as pre-processing" if aipp
-           else f"float32 NCHW {shape}") + f", inference precision {precision.upper()}")
+           else f"float32 NCHW {shape}") + f", inference precision {precision.upper()}"
+        + (f"; {widened} convolutions on small maps with the batch along the width" if widened else ""))
     return out
 
 

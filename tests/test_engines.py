@@ -422,3 +422,77 @@ def test_two_batches_in_flight_keep_outputs_with_their_inputs(tmp_path, monkeypa
     assert written == sorted(f"{stem}_0.txt" for stem in values)
     for stem, v in values.items():
         assert (tmp_path / "out" / f"{stem}_0.txt").read_bytes() == format_txt(v * 2 + 1), stem
+
+
+def _small_maps_model(batch, qdq=False):
+    """float [batch,3,8,8] -> 3x3 (8x8 maps: left) -> 3x3 stride 2 with bias (4x4: rewritten) -> Relu -> 3x3 (4x4:
+    rewritten) -> 3x3 in 2 groups (left) -> 1x1 (left). ``qdq``: a QuantizeLinear/DequantizeLinear pair before the
+    second 4x4 convolution, as in a quantized model."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(5)
+
+    def w(*shape):
+        return (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
+    inits = [numpy_helper.from_array(a, n) for n, a in (("wa", w(8, 3, 3, 3)), ("wb", w(8, 8, 3, 3)),
+                                                        ("bb", w(8)), ("wc", w(8, 8, 3, 3)), ("wd", w(8, 4, 3, 3)),
+                                                        ("we", w(8, 8, 1, 1)))]
+    same = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}
+    nodes = [helper.make_node("Conv", ["input", "wa"], ["a"], name="a", **same),
+             helper.make_node("Conv", ["a", "wb", "bb"], ["b"], name="b", strides=[2, 2], **same),
+             helper.make_node("Relu", ["b"], ["rb"])]
+    c_in = "rb"
+    if qdq:
+        inits += [numpy_helper.from_array(np.float32(0.02), "s"), numpy_helper.from_array(np.uint8(0), "z")]
+        nodes += [helper.make_node("QuantizeLinear", ["rb", "s", "z"], ["q"]),
+                  helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"])]
+        c_in = "dq"
+    nodes += [helper.make_node("Conv", [c_in, "wc"], ["c"], name="c", **same),
+              helper.make_node("Conv", ["c", "wd"], ["d"], name="d", group=2, **same),
+              helper.make_node("Conv", ["d", "we"], ["output"], name="e")]
+    graph = helper.make_graph(nodes, "small_maps", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                                  [batch, 3, 8, 8])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 8, 4, 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+def _with_batch(model, batch):
+    for value in (model.graph.input[0], model.graph.output[0]):
+        value.type.tensor_type.shape.dim[0].dim_value = batch
+    return model
+
+
+def test_batch_along_the_width_is_exact_and_leaves_the_batch_free():
+    """Only the plain 3x3 convolutions with 4x4 outputs are rewritten (one strided, one not); the outputs equal the
+    original's to float rounding, also at a batch other than the one the rewrite saw."""
+    from poc.small_maps import lay_batch_along_width
+    wide, changed = lay_batch_along_width(_small_maps_model(5))
+    assert changed == 2
+    assert sorted(n.name for n in wide.graph.node if n.op_type == "Conv") == ["a", "b", "c", "d", "e"]
+    onnx.checker.check_model(wide)
+    for batch in (5, 3):
+        x = np.random.default_rng(batch).standard_normal((batch, 3, 8, 8)).astype(np.float32)
+        want = OnnxRuntimeBackend().load(_small_maps_model(batch).SerializeToString()).predict({"input": x})[0]
+        got = OnnxRuntimeBackend().load(_with_batch(wide, batch).SerializeToString()).predict({"input": x})[0]
+        assert got.shape == want.shape == (batch, 8, 4, 4)
+        assert np.abs(got - want).max() < 1e-5, batch
+
+
+def test_openvino_float_compile_lays_small_maps_along_the_width_and_quantized_ones_not(tmp_path, monkeypatch):
+    """The OpenVINO compile of a float model carries the rewrite into the IR (two Transposes per convolution), which
+    then runs split over two streams with the original's outputs; a quantized model is compiled as it is."""
+    import openvino as ov
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
+    x = np.random.default_rng(7).standard_normal((24, 3, 8, 8)).astype(np.float32)
+    for qdq, transposes in ((False, 4), (True, 0)):
+        src = tmp_path / f"small_{qdq}.onnx"
+        onnx.save(_small_maps_model(24, qdq=qdq), str(src))
+        xml = compile_cpu(src, tmp_path / f"small_{qdq}", "input:24,3,8,8", None, log=Log(True), engine="openvino",
+                          precision_mode="force_fp32")
+        ops = [op.get_type_name() for op in ov.Core().read_model(str(xml)).get_ops()]
+        assert ops.count("Transpose") == transposes, qdq
+        backend = OpenVinoBackend().load(xml)
+        assert backend.streams == 2
+        want = OnnxRuntimeBackend().load(src).predict({"input": x})[0]
+        assert np.abs(backend.predict({"input": x})[0] - want).max() < 1e-4, qdq
