@@ -277,7 +277,8 @@ def main(argv=None) -> int:
         paired = pure(model, s["NPU_compute_time"]["count"], args.warmup_count)
         e2e_runs.append({"e2e_images_per_s": s["e2e"]["images_per_s"], "files": s["e2e"]["files"],
                          "in_run_compute_throughput": s["throughput"], "paired_pure_throughput": paired["throughput"],
-                         "ratio_to_pure": s["e2e"]["images_per_s"] / paired["throughput"]})
+                         "ratio_to_pure": s["e2e"]["images_per_s"] / paired["throughput"],
+                         "io_cpu_s": s["e2e"]["io_cpu_s"]})
     speedup = result["int8"]["throughput"] / result["fp32"]["throughput"]
     report = {"date": time.strftime("%Y-%m-%d"), "machine": {"cpu": cpu_name(), "python": platform.python_version()},
               "batch": result["int8"]["batch"], "loop": args.loop, "block": args.block, "cpu": result,
@@ -313,6 +314,10 @@ def main(argv=None) -> int:
         print(f"end to end over {e['files']} files (read, infer, write TXT): {e['e2e_images_per_s']:.1f} img/s = "
               f"{e['ratio_to_pure'] * 100:.0f} % of pure inference over as many batches right after it "
               f"(median of {len(e2e_runs)} pairs: {e['ratio_runs']})")
+        if "writer" in e["io_cpu_s"]:  # what the I/O cost the engine's cores: the kernel's part is file creation
+            cpu = {k: v["user"] + v["kernel"] for k, v in e["io_cpu_s"].items()}
+            print(f"  CPU time of that run's I/O threads: writer {cpu['writer']:.2f} s "
+                  f"({e['io_cpu_s']['writer']['kernel']:.2f} s in the kernel), reader {cpu.get('reader', 0):.2f} s")
 
     if args.layers and not Path(args.fp32_source).is_file():
         log(f"--layers: no float source model {args.fp32_source} to size the convolutions; layers left out")

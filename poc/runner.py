@@ -181,9 +181,19 @@ class Batch:
     index: int
 
 
+def thread_cpu_s() -> dict:
+    """The calling thread's CPU seconds so far, user and kernel (zeros where the OS does not count per thread)."""
+    try:
+        import resource
+        usage = resource.getrusage(resource.RUSAGE_THREAD)
+        return {"user": usage.ru_utime, "kernel": usage.ru_stime}
+    except (ImportError, AttributeError, OSError):
+        return {"user": 0.0, "kernel": 0.0}
+
+
 def read_batches(plan: Plan, spec, opts: RunOptions, out_q: queue.Queue, stop: threading.Event,
-                 errors: list) -> None:
-    """The reader thread: every batch of the plan onto ``out_q``, then None."""
+                 errors: list, io_cpu: dict) -> None:
+    """The reader thread: every batch of the plan onto ``out_q``, then None; its CPU time into ``io_cpu``."""
     pure = (np.random.default_rng(0).integers(0, 256, spec.shape).astype(spec.dtype)
             if opts.pure_data_type == "random" else np.zeros(spec.shape, spec.dtype))
     try:
@@ -211,6 +221,7 @@ def read_batches(plan: Plan, spec, opts: RunOptions, out_q: queue.Queue, stop: t
     except BaseException as err:  # noqa: BLE001 - handed to the main thread
         errors.append(err)
     finally:
+        io_cpu["reader"] = thread_cpu_s()
         _put_final(out_q, stop)
 
 
@@ -232,8 +243,9 @@ class Written:
 
 
 def write_batches(in_q: queue.Queue, write_dir: Path, out_prefix: str, plan: Plan, opts: RunOptions,
-                  written: Written, errors: list) -> None:
-    """The writer thread: each batch's outputs split per input file along the batch axis, as ais_bench does."""
+                  written: Written, errors: list, io_cpu: dict) -> None:
+    """The writer thread: each batch's outputs split per input file along the batch axis, as ais_bench does; its
+    CPU time into ``io_cpu`` (the kernel's share is mostly creating the files)."""
     ext = opts.outfmt.lower()
     try:
         while (item := in_q.get()) is not None:
@@ -261,6 +273,8 @@ def write_batches(in_q: queue.Queue, write_dir: Path, out_prefix: str, plan: Pla
         errors.append(err)
         while in_q.get() is not None:  # drain so the main thread never blocks
             pass
+    finally:
+        io_cpu["writer"] = thread_cpu_s()
 
 
 # --- statistics --------------------------------------------------------------------------------------------
@@ -326,14 +340,15 @@ def run(opts: RunOptions, log: Log, show_summary: bool = True, ready=None) -> di
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     read_q: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
     write_q: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES * 2)
-    stop, errors, written = threading.Event(), [], Written()
+    stop, errors, written, io_cpu = threading.Event(), [], Written(), {}
     compute, h2d = [], []
     with outputs:
         write_dir = outputs.folder(out_dir, OUTPUT_OWNED) if out_dir else None
-        threads = [threading.Thread(target=read_batches, args=(plan, spec, opts, read_q, stop, errors), daemon=True)]
+        threads = [threading.Thread(target=read_batches, args=(plan, spec, opts, read_q, stop, errors, io_cpu),
+                                    daemon=True)]
         if write_outputs:
             threads.append(threading.Thread(target=write_batches, daemon=True,
-                                            args=(write_q, write_dir, out_dir, plan, opts, written, errors)))
+                                            args=(write_q, write_dir, out_dir, plan, opts, written, errors, io_cpu)))
         for t in threads:
             t.start()
         bar = log.bar(total=len(plan.files) if plan.files else len(plan.groups), desc="infer",
@@ -385,7 +400,7 @@ def run(opts: RunOptions, log: Log, show_summary: bool = True, ready=None) -> di
         wall = time.perf_counter() - start
         if errors:
             raise errors[0]
-        summary = summarise(opts, plan, batch, compute, h2d, written, wall, backend, (start_time, time.time()))
+        summary = summarise(opts, plan, batch, compute, h2d, written, wall, backend, (start_time, time.time()), io_cpu)
         if summary_path:
             Path(outputs.file(summary_path)).write_text(json.dumps(summary))
     if show_summary:
@@ -400,7 +415,7 @@ def run(opts: RunOptions, log: Log, show_summary: bool = True, ready=None) -> di
 
 
 def summarise(opts: RunOptions, plan: Plan, batch: int, compute, h2d, written: Written, wall: float, backend,
-              start_end: tuple[float, float] = (0.0, 0.0)) -> dict:
+              start_end: tuple[float, float] = (0.0, 0.0), io_cpu: dict | None = None) -> dict:
     """ais_bench's summary (its keys in its order), then the CPU runner's additions."""
     st = stats(compute)
     images = len(plan.files) * opts.loop if plan.files else len(compute) * batch
@@ -414,7 +429,9 @@ def summarise(opts: RunOptions, plan: Plan, batch: int, compute, h2d, written: W
         "batchsize": batch,
         "start_time": start_end[0], "end_time": start_end[1],
         "e2e": {"files": len(plan.files), "batches": len(compute), "wall_s": wall,
-                "images_per_s": images / wall if wall else 0.0},
+                "images_per_s": images / wall if wall else 0.0,
+                # the I/O threads' CPU seconds (user, kernel): taken from the cores the engine runs on
+                "io_cpu_s": io_cpu or {}},
         "device": f"CPU ({backend.name()} {backend.version()}): the NPU_* and H2D/D2H figures are CPU times "
                   "(H2D = reading and batching the input files, D2H = writing outputs)",
     }

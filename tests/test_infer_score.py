@@ -309,6 +309,10 @@ def test_cpu_benchmark_table_json_e2e_and_sweep_plot(tmp_path, demo_workdir):
     assert report["int8_speedup"] == pytest.approx(report["cpu"]["int8"]["throughput"] / report["cpu"]["fp32"]["throughput"])
     assert report["ascend_310p3_published"]["int8"]["throughput"] == 14290
     assert report["e2e_int8"]["files"] == 30 and report["e2e_int8"]["ratio_to_pure"] > 0
+    io_cpu = report["e2e_int8"]["io_cpu_s"]  # the I/O threads' CPU time, as the run measured it
+    assert set(io_cpu) == {"reader", "writer"} and all(set(t) == {"user", "kernel"} for t in io_cpu.values())
+    assert io_cpu["writer"]["user"] + io_cpu["writer"]["kernel"] > 0  # it wrote 30 files
+    assert "CPU time of that run's I/O threads: writer" in proc.stdout
     assert [r["batch"] for r in report["sweep"]["int8"]] == [1, 2]
     assert (tmp_path / "benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "INT8 speed-up on the CPU" in proc.stdout and re.search(r"310P3 +INT8 +24 +14290", proc.stdout)
