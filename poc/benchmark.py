@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -54,6 +55,32 @@ def pure(model, loop, warmup) -> dict:
     """One solo pure-inference run through the runner."""
     s = runner.run(RunOptions(str(model), loop=loop, warmup_count=warmup, quiet=True), Log(True), show_summary=False)
     return row(s["NPU_compute_time"], s["batchsize"])
+
+
+def e2e_pairs(model, args, log: Log) -> list[dict]:
+    """``args.repeats`` pairs of a whole run over ``args.e2e_input`` (TXT outputs) and pure inference over as many
+    batches right after it: the pair sees the same machine, so their ratio is the I/O overhead and not its drift."""
+    # Each whole run writes its own new folder, and all go only after the last pair: ext4 passes over inodes freed
+    # in the last minute when it allocates new ones, checking them one by one, so a run that starts right after
+    # 10,000 outputs were deleted pays 1-2 s of kernel time per 10,000 files instead of 0.1 (docs/PERFORMANCE.md,
+    # "Creating files"). That is the benchmark's own housekeeping, not the runner's work.
+    Path(args.work_dir).mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="e2e.", dir=args.work_dir))
+    pairs = []
+    try:
+        for r in range(args.repeats):
+            log(f"end to end {r + 1}/{args.repeats}: int8 over {args.e2e_input} ...")
+            opts = RunOptions(str(model), input=args.e2e_input, output=str(folder), output_dirname=f"dst{r}",
+                              outfmt="TXT", warmup_count=args.warmup_count, quiet=True)
+            s = runner.run(opts, Log(True), show_summary=False)
+            paired = pure(model, s["NPU_compute_time"]["count"], args.warmup_count)
+            pairs.append({"e2e_images_per_s": s["e2e"]["images_per_s"], "files": s["e2e"]["files"],
+                          "in_run_compute_throughput": s["throughput"], "paired_pure_throughput": paired["throughput"],
+                          "ratio_to_pure": s["e2e"]["images_per_s"] / paired["throughput"],
+                          "io_cpu_s": s["e2e"]["io_cpu_s"]})
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return pairs
 
 
 def load_timed(path, warmup: int) -> tuple:
@@ -265,20 +292,7 @@ def main(argv=None) -> int:
             r["gmac_per_s"] = r["throughput"] * gmac
             if r["precision"] in cpu_rate:
                 r["of_cpu_rate"] = r["gmac_per_s"] / cpu_rate[r["precision"]]
-    e2e_runs = []
-    for r in range(args.repeats if args.e2e_input else 0):
-        # The whole run over the files, then pure inference over as many batches, back to back: the
-        # pair sees the same machine, so their ratio is the I/O overhead and not this machine's drift.
-        out = Path(args.work_dir) / "e2e"
-        log(f"end to end {r + 1}/{args.repeats}: int8 over {args.e2e_input} ...")
-        opts = RunOptions(str(model), input=args.e2e_input, output=str(out), output_dirname="dst", outfmt="TXT",
-                          warmup_count=args.warmup_count, quiet=True)
-        s = runner.run(opts, Log(True), show_summary=False)
-        paired = pure(model, s["NPU_compute_time"]["count"], args.warmup_count)
-        e2e_runs.append({"e2e_images_per_s": s["e2e"]["images_per_s"], "files": s["e2e"]["files"],
-                         "in_run_compute_throughput": s["throughput"], "paired_pure_throughput": paired["throughput"],
-                         "ratio_to_pure": s["e2e"]["images_per_s"] / paired["throughput"],
-                         "io_cpu_s": s["e2e"]["io_cpu_s"]})
+    e2e_runs = e2e_pairs(model, args, log) if args.e2e_input else []
     speedup = result["int8"]["throughput"] / result["fp32"]["throughput"]
     report = {"date": time.strftime("%Y-%m-%d"), "machine": {"cpu": cpu_name(), "python": platform.python_version()},
               "batch": result["int8"]["batch"], "loop": args.loop, "block": args.block, "cpu": result,
