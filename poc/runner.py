@@ -380,15 +380,23 @@ def run(opts: RunOptions, log: Log, show_summary: bool = True, ready=None) -> di
                 write_q.put((item, result))
             bar.update(item.real if plan.files else 1)
 
+        def next_batch() -> Batch | None:
+            try:
+                return read_q.get_nowait()
+            except queue.Empty:  # the engine would wait for the reader anyway: collect what it has first, so that
+                while in_flight:  # a batch's time ends when it is done, not when the next one has been read
+                    collect_oldest()
+                return read_q.get()
+
         start, start_time = time.perf_counter(), time.time()
         try:
-            while (item := read_q.get()) is not None:
+            while (item := next_batch()) is not None:
                 loops = opts.loop if item.group is not None else 1  # --loop with --input runs every batch N times
                 for k in range(loops):
-                    if len(in_flight) == backend.in_flight:
-                        collect_oldest()
                     submitted = time.perf_counter()
                     in_flight.append((item, k == loops - 1, backend.submit({spec.name: item.data}), submitted))
+                    while len(in_flight) >= backend.in_flight:  # the batch ahead, while this one queues behind it
+                        collect_oldest()
             while in_flight:
                 collect_oldest()
         finally:

@@ -27,7 +27,10 @@ def lay_batch_along_width(model: onnx.ModelProto, max_out_width: int = MAX_OUT_W
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < 11:  # Pad takes its pads as an input from opset 11
         return model, 0
-    inferred = shape_inference.infer_shapes(model)
+    try:
+        inferred = shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - a graph ONNX cannot size is compiled as it is
+        return model, 0
     shapes = {v.name: [d.dim_value if d.HasField("dim_value") else 0 for d in v.type.tensor_type.shape.dim]
               for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
     nodes, changed = [], 0
