@@ -11,7 +11,7 @@ from conftest import ROOT, env_with_path, fake_tool, run_script, tool_calls
 
 from poc import config
 from poc.aipp import parse_aipp
-from poc.calibrate import ifmr_range
+from poc.calibrate import histogram, ifmr_range
 from poc.errors import InputError
 from poc.files import normalise
 from poc.quant_cfg import QuantConfig, parse_quant_cfg
@@ -95,6 +95,23 @@ def test_ifmr_clips_outliers_and_searches_the_clip():
         return np.mean((np.clip(np.round(values / s), 0, 255) * s - values) ** 2)
     assert mse(bulk, hi) < mse(bulk, 40.0) / 20          # far finer steps for the bulk than min/max
     assert mse(x, hi) <= mse(x, p) * 1.02                # the search is no worse than the bare percentile
+
+
+def test_calibration_histogram_bins_as_numpy_does(monkeypatch):
+    """The calibration's chunked float32 histogram: np.histogram's counts, bar values within float32 rounding of a
+    bin edge; the top edge lands in the last bin, and the chunks add up."""
+    import poc.calibrate
+    monkeypatch.setattr(poc.calibrate, "HIST_CHUNK", 1000)  # many chunks, the last one short
+    rng = np.random.default_rng(3)
+    values = np.maximum(rng.normal(0.5, 2.0, (7, 3, 31, 29)), 0).astype(np.float32)  # a ReLU output
+    values.flat[17] = values.max() + 1.5  # the top edge itself
+    lo, hi = float(values.min()), float(values.max())
+    counts = histogram(values, lo, hi)
+    expected = np.histogram(values, bins=2048, range=(lo, hi))[0]
+    assert counts.dtype == np.int64 and counts.shape == (2048,) and counts.sum() == values.size
+    assert counts[0] == expected[0] >= (values == 0).sum() and counts[-1] == expected[-1] >= 1
+    assert np.abs(counts - expected).sum() <= values.size // 10_000  # moved only across an edge, if at all
+    assert ifmr_range(lo, hi, counts, QuantConfig()) == ifmr_range(lo, hi, expected, QuantConfig())
 
 
 def test_ifmr_search_range_bounds_the_clip():
