@@ -114,10 +114,14 @@ def interleaved(loaded: dict, loop: int, block: int, log: Log) -> dict:
         for name, (backend, feed, _) in order:
             for _ in range(SETTLE_RUNS):
                 backend.predict(feed)
+            queued = runner.InFlight(backend)  # as the runner runs them: the next batch queued behind the one ahead
             for _ in range(n):
-                t0 = time.perf_counter()
-                backend.predict(feed)
-                times[name].append((time.perf_counter() - t0) * 1000)
+                queued.submit(feed)
+                while queued.full():
+                    queued.collect_oldest()
+            while queued:
+                queued.collect_oldest()
+            times[name] += queued.times
             bar.update(n)
         done += n
         # a new order every round (seeded): a model that always followed the same one would carry that one's

@@ -181,6 +181,42 @@ class Batch:
     index: int
 
 
+class InFlight:
+    """The batches queued on an engine, oldest first (at most ``backend.in_flight``), and each one's compute time.
+
+    A batch's compute time runs from when the engine could start it (submitted, or the batch ahead of it done) to
+    its end: with batches queued back to back that is the time between completions, and the times add up to the
+    time the engine was busy, as the NPU's do. The runner and the benchmark's table both time batches this way."""
+
+    def __init__(self, backend):
+        self.backend, self.queue, self.times, self.last_done = backend, collections.deque(), [], 0.0
+
+    def __len__(self) -> int:
+        return len(self.queue)
+
+    def full(self) -> bool:
+        return len(self.queue) >= self.backend.in_flight
+
+    def submit(self, feed: dict, tag=None) -> None:
+        submitted = time.perf_counter()  # before: ONNX Runtime's submit runs the batch
+        self.queue.append((self.backend.submit(feed), submitted, tag))
+
+    def collect_oldest(self):
+        """(its tag, its outputs) of the oldest batch, once done; its compute time appended to ``times``."""
+        ticket, submitted, tag = self.queue.popleft()
+        result = self.backend.collect(ticket)
+        done = time.perf_counter()
+        self.times.append((done - max(submitted, self.last_done)) * 1000)
+        self.last_done = done
+        return tag, result
+
+    def drain(self) -> None:
+        """An interrupted run: let the engine finish what it started, untimed."""
+        while self.queue:
+            with contextlib.suppress(Exception):
+                self.backend.collect(self.queue.popleft()[0])
+
+
 def thread_cpu_s() -> dict:
     """The calling thread's CPU seconds so far, user and kernel (zeros where the OS does not count per thread)."""
     try:
@@ -346,7 +382,7 @@ def run(opts: RunOptions, log: Log, show_summary: bool = True, ready=None) -> di
     read_q: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
     write_q: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES * 2)
     stop, errors, written, io_cpu = threading.Event(), [], Written(), {}
-    compute, h2d = [], []
+    h2d = []
     with outputs:
         write_dir = outputs.folder(out_dir, OUTPUT_OWNED) if out_dir else None
         threads = [threading.Thread(target=read_batches, args=(plan, spec, opts, read_q, stop, errors, io_cpu),
@@ -358,19 +394,10 @@ def run(opts: RunOptions, log: Log, show_summary: bool = True, ready=None) -> di
             t.start()
         bar = log.bar(total=len(plan.files) if plan.files else len(plan.groups), desc="infer",
                       unit="img" if plan.files else "loop")
-        in_flight: collections.deque = collections.deque()  # (batch, its last run?, ticket, when submitted)
-        last_done = 0.0
+        in_flight = InFlight(backend)
 
         def collect_oldest() -> None:
-            nonlocal last_done
-            item, last_run, ticket, submitted = in_flight.popleft()
-            result = backend.collect(ticket)
-            done = time.perf_counter()
-            # A batch's compute time runs from when the engine could start it (submitted, or the batch ahead of it
-            # done) to its end: with batches queued back to back that is the time between completions, and the
-            # times add up to the time the engine was busy, as the NPU's do.
-            compute.append((done - max(submitted, last_done)) * 1000)
-            last_done = done
+            (item, last_run), result = in_flight.collect_oldest()
             if not last_run:
                 return
             h2d.append(item.read_ms)
@@ -393,16 +420,13 @@ def run(opts: RunOptions, log: Log, show_summary: bool = True, ready=None) -> di
             while (item := next_batch()) is not None:
                 loops = opts.loop if item.group is not None else 1  # --loop with --input runs every batch N times
                 for k in range(loops):
-                    submitted = time.perf_counter()
-                    in_flight.append((item, k == loops - 1, backend.submit({spec.name: item.data}), submitted))
-                    while len(in_flight) >= backend.in_flight:  # the batch ahead, while this one queues behind it
+                    in_flight.submit({spec.name: item.data}, (item, k == loops - 1))
+                    while in_flight.full():  # the batch ahead, while this one queues behind it
                         collect_oldest()
             while in_flight:
                 collect_oldest()
         finally:
-            for _, _, ticket, _ in in_flight:  # an interrupted run: let the engine finish what it started
-                with contextlib.suppress(Exception):
-                    backend.collect(ticket)
+            in_flight.drain()
             stop.set()
             if write_outputs:
                 write_q.put(None)
@@ -413,7 +437,8 @@ def run(opts: RunOptions, log: Log, show_summary: bool = True, ready=None) -> di
         wall = time.perf_counter() - start
         if errors:
             raise errors[0]
-        summary = summarise(opts, plan, batch, compute, h2d, written, wall, backend, (start_time, time.time()), io_cpu)
+        summary = summarise(opts, plan, batch, in_flight.times, h2d, written, wall, backend,
+                            (start_time, time.time()), io_cpu)
         if summary_path:
             Path(outputs.file(summary_path)).write_text(json.dumps(summary))
     if show_summary:

@@ -424,6 +424,18 @@ def test_two_batches_in_flight_keep_outputs_with_their_inputs(tmp_path, monkeypa
         assert (tmp_path / "out" / f"{stem}_0.txt").read_bytes() == format_txt(v * 2 + 1), stem
 
 
+def test_benchmark_table_times_batches_as_the_runner_runs_them():
+    """The benchmark's interleaved rounds queue the next batch behind the one ahead, as the runner does: at most the
+    engine's two in flight, every timed run collected in order, one compute time per run."""
+    from poc.benchmark import interleaved
+    engine = _RecordingEngine()
+    timed = interleaved({"stand-in": (engine, {"input": np.ones((4, 2), np.float32)}, 4)}, loop=7, block=5,
+                        log=Log(True))
+    ms, batch = timed["stand-in"]
+    assert engine.submitted == 7 and engine.most_outstanding == 2 and not engine.outstanding
+    assert batch == 4 and len(ms) == 7 and all(t >= 0 for t in ms)
+
+
 def _small_maps_model(batch, qdq=False):
     """float [batch,3,8,8] -> 3x3 (8x8 maps: left) -> 3x3 stride 2 with bias (4x4: rewritten) -> Relu -> 3x3 (4x4:
     rewritten) -> 3x3 in 2 groups (left) -> 1x1 (left). ``qdq``: a QuantizeLinear/DequantizeLinear pair before the
