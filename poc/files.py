@@ -124,9 +124,38 @@ def format_txt(arr: np.ndarray) -> bytes:
     """ais_bench's TXT: one line per row of the last axis, each value printed ``%f`` (``%d`` for an integer
     output) and followed by a space. Formatted for the whole array at once (no per-value Python work)."""
     rows = arr.reshape(-1, arr.shape[-1]) if arr.ndim > 1 else arr.reshape(1, -1)
+    if rows.dtype.kind == "f" and (fixed := _txt_of_digits(rows)) is not None:
+        return fixed
     fmt = "%d " if rows.dtype.kind in "iub" else "%f "
     line = fmt * rows.shape[1] + "\n"
     return ((line * rows.shape[0]) % tuple(rows.ravel().tolist())).encode()
+
+
+def _txt_of_digits(rows: np.ndarray) -> bytes | None:
+    """``format_txt`` of float rows whose values all lie in [0, 10) (a softmax's, the usual output), written digit by
+    digit with numpy: each value is then 9 bytes, ``d.dddddd ``. A tenth of the time of printf-style formatting, which
+    at 1,000+ outputs a second comes out of the engine's cores. None (format as usual) for anything else, and where a
+    value's scaled form lies too near a half for its rounding to be sure to match ``%f``'s (correct rounding of the
+    exact value, ties to even)."""
+    values = rows.astype(np.float64)  # exact for float32 and float16
+    if values.size == 0 or not np.isfinite(values).all() or np.signbit(values).any():
+        return None  # a NaN, an infinity or a minus sign (-0.0 too: "%f" prints "-0.000000")
+    scaled = values * 1e6  # within 1e-9 of the exact product below 1e7
+    units = np.rint(scaled)
+    if units.max() >= 1e7 or (np.abs(scaled - np.floor(scaled) - 0.5) < 1e-7).any():
+        return None
+    digits = units.astype(np.int64).reshape(-1)
+    text = np.empty((digits.size, 9), np.uint8)
+    text[:, 8] = ord(" ")
+    for col in range(7, 1, -1):  # the six decimals, last first
+        text[:, col] = digits % 10 + ord("0")
+        digits //= 10
+    text[:, 1] = ord(".")
+    text[:, 0] = digits + ord("0")
+    lines = np.empty((rows.shape[0], rows.shape[1] * 9 + 1), np.uint8)
+    lines[:, :-1] = text.reshape(rows.shape[0], -1)
+    lines[:, -1] = ord("\n")
+    return lines.tobytes()
 
 
 # The runner reads and writes a file per image, at over 1,000 images/s on two cores that the engine needs too; Python's

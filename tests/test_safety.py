@@ -316,6 +316,31 @@ def test_integer_outputs_are_written_with_percent_d():
     assert format_txt(np.array([[0.5, 2.0]], np.float32)) == b"0.500000 2.000000 \n"
 
 
+def test_txt_outputs_are_printf_exact_on_every_path():
+    """ais_bench's '%f ' text, byte for byte, whichever way format_txt takes: digit arithmetic for values in
+    [0, 10), printf-style for the rest (negatives, -0.0, 10 and up, NaN and infinities, halves it cannot be sure of)."""
+    def printf(a):
+        rows = a.reshape(-1, a.shape[-1])
+        return "".join("".join(f"{v:f} " for v in row) + "\n" for row in rows.tolist()).encode()  # "%f "
+    rng = np.random.default_rng(11)
+    softmax = rng.dirichlet(np.ones(100), 48).astype(np.float32)
+    halves = np.array([(k + 0.5) / 1e6 for k in range(0, 9_999_999, 97_531)], np.float32)
+    near_halves = np.concatenate([np.nextafter(halves, 0), halves, np.nextafter(halves, 1)]).astype(np.float32)
+    cases = [softmax, softmax.astype(np.float64), softmax.astype(np.float16),
+             near_halves.reshape(-1, 3), np.float32(2.0) ** -np.arange(1, 31, dtype=np.float32).reshape(5, 6),
+             np.array([[0.0, 9.999999, 9.9999995, 1e-7, 4.9999e-7, 5.0001e-7, 1.0]], np.float32),
+             rng.uniform(0, 10, (64, 37)).astype(np.float32),   # every value 9 bytes
+             np.array([[0.5, -0.0]], np.float32), np.array([[0.25, 10.0]], np.float32),
+             np.array([[-1.5, 2.0]], np.float32), np.array([[0.5, np.nan]], np.float32),
+             np.array([[np.inf, 0.5]], np.float32), rng.normal(0, 30, (8, 10)).astype(np.float32)]
+    for a in cases:
+        assert format_txt(a) == printf(a), a
+    assert format_txt(softmax[:1]).count(b" ") == 100 and len(format_txt(softmax[:1])) == 901
+    from poc.files import _txt_of_digits  # the digit path is the one taken for a softmax, and only where it may be
+    assert _txt_of_digits(softmax) is not None and _txt_of_digits(near_halves.reshape(-1, 3)) is None
+    assert _txt_of_digits(np.array([[0.5, -0.0]], np.float32)) is None
+
+
 def test_every_ais_bench_flag_is_accepted_and_handed_on_unchanged(tmp_path):
     env = fake_ais_bench(tmp_path, "import json, sys\nprint('ARGS=' + json.dumps(sys.argv[1:]))\n")
     (tmp_path / "m.om").write_bytes(b"om")
