@@ -117,10 +117,7 @@ def interleaved(loaded: dict, loop: int, block: int, log: Log) -> dict:
             queued = runner.InFlight(backend)  # as the runner runs them: the next batch queued behind the one ahead
             for _ in range(n):
                 queued.submit(feed)
-                while queued.full():
-                    queued.collect_oldest()
-            while queued:
-                queued.collect_oldest()
+            queued.collect_all()
             times[name] += queued.times
             bar.update(n)
         done += n

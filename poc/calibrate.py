@@ -107,7 +107,7 @@ def collect_histograms(model: onnx.ModelProto, batches, op_types, log: Log):
             hists[name] += histogram(values, lo[name], hi[name])
 
     # the histograms of a 224x224 network's activations take longer than its inference: one tensor per core
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0))) as pool:
         for batch in log.bar(batches, desc="calibration pass 2/2 (histograms)", unit="batch"):
             list(pool.map(add_histogram, names, backend.predict({input_name: batch})))
     return {n: (lo[n], hi[n], hists[n]) for n in names}

@@ -191,18 +191,18 @@ class InFlight:
     def __init__(self, backend):
         self.backend, self.queue, self.times, self.last_done = backend, collections.deque(), [], 0.0
 
-    def __len__(self) -> int:
-        return len(self.queue)
-
-    def full(self) -> bool:
-        return len(self.queue) >= self.backend.in_flight
-
-    def submit(self, feed: dict, tag=None) -> None:
+    def submit(self, feed: dict, tag=None) -> list:
+        """Queue a batch behind the ones ahead; returns the (tag, outputs) of those collected to make room for the
+        next, oldest first (the engine has this one to run meanwhile)."""
         submitted = time.perf_counter()  # before: ONNX Runtime's submit runs the batch
         self.queue.append((self.backend.submit(feed), submitted, tag))
+        return [self._collect_oldest() for _ in range(len(self.queue) - self.backend.in_flight + 1)]
 
-    def collect_oldest(self):
-        """(its tag, its outputs) of the oldest batch, once done; its compute time appended to ``times``."""
+    def collect_all(self) -> list:
+        """The (tag, outputs) of every queued batch, oldest first."""
+        return [self._collect_oldest() for _ in range(len(self.queue))]
+
+    def _collect_oldest(self):
         ticket, submitted, tag = self.queue.popleft()
         result = self.backend.collect(ticket)
         done = time.perf_counter()
@@ -396,23 +396,22 @@ def run(opts: RunOptions, log: Log, show_summary: bool = True, ready=None) -> di
                       unit="img" if plan.files else "loop")
         in_flight = InFlight(backend)
 
-        def collect_oldest() -> None:
-            (item, last_run), result = in_flight.collect_oldest()
-            if not last_run:
-                return
-            h2d.append(item.read_ms)
-            if write_outputs and (item.group is not None or item.index == 0):
-                if item.group is None:  # pure inference writes pure_infer_data_0.{fmt} once
-                    item.real = 1
-                write_q.put((item, result))
-            bar.update(item.real if plan.files else 1)
+        def done(collected: list) -> None:
+            for (item, last_run), result in collected:
+                if not last_run:
+                    continue
+                h2d.append(item.read_ms)
+                if write_outputs and (item.group is not None or item.index == 0):
+                    if item.group is None:  # pure inference writes pure_infer_data_0.{fmt} once
+                        item.real = 1
+                    write_q.put((item, result))
+                bar.update(item.real if plan.files else 1)
 
         def next_batch() -> Batch | None:
             try:
                 return read_q.get_nowait()
             except queue.Empty:  # the engine would wait for the reader anyway: collect what it has first, so that
-                while in_flight:  # a batch's time ends when it is done, not when the next one has been read
-                    collect_oldest()
+                done(in_flight.collect_all())  # a batch's time ends when it is done, not when the next one is read
                 return read_q.get()
 
         start, start_time = time.perf_counter(), time.time()
@@ -420,11 +419,8 @@ def run(opts: RunOptions, log: Log, show_summary: bool = True, ready=None) -> di
             while (item := next_batch()) is not None:
                 loops = opts.loop if item.group is not None else 1  # --loop with --input runs every batch N times
                 for k in range(loops):
-                    in_flight.submit({spec.name: item.data}, (item, k == loops - 1))
-                    while in_flight.full():  # the batch ahead, while this one queues behind it
-                        collect_oldest()
-            while in_flight:
-                collect_oldest()
+                    done(in_flight.submit({spec.name: item.data}, (item, k == loops - 1)))
+            done(in_flight.collect_all())
         finally:
             in_flight.drain()
             stop.set()
