@@ -44,7 +44,8 @@ def main():
     if args.model is not None:
         if args.checkpoint is not None or args.random_init:
             p.error("--model (a .ms file) replaces --checkpoint / --random_init")
-        export_ms(args.model, Path(args.work_dir) / args.output, log, mean=profile.mean_rgb_255, std=profile.std_rgb_255)
+        export_ms(args.model, Path(args.work_dir) / args.output, log, mean=profile.mean_rgb_255, std=profile.std_rgb_255,
+                  max_hw=profile.image_hw)
         return
     if profile.weights == "ckpt":
         if args.checkpoint is None:

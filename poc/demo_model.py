@@ -194,12 +194,13 @@ def make_demo_model(data_dir, out_path, seed: int = 0, bn_images: int = 256, max
 
 
 def write_demo_ms(model: PlainResNet50, out_path, meta: dict) -> None:
-    """The model as the Lite 1.1 converter wrote the published file from its ONNX export (logits out)."""
+    """The model as the Lite 1.1 converter wrote the published file from its ONNX export (logits out): the authors'
+    ``view`` flatten as a computed shape with untyped tensors after it, nodes in the converter's breadth-first order."""
     model.softmax = False
     buf = io.BytesIO()
     torchscript_export(model, buf, ONNX_OPSET, "logits", {INPUT_NAME: {0: "batch"}})
     model.softmax = True
-    write_ms(from_onnx(onnx.load_from_string(buf.getvalue()), "1.1", "matmul"), out_path)
+    write_ms(from_onnx(onnx.load_from_string(buf.getvalue()), "1.1", "matmul", order="bfs"), out_path)
     _sidecar(out_path).write_text(json.dumps(meta, indent=2))
 
 

@@ -215,16 +215,18 @@ def published_verdict(path) -> str:
     return f"sha256 {digest[:16]}...: differs from every published asset"
 
 
-def export_ms(ms_path, out_path, log: Log | None = None, samples: int = 2, seed: int = 0, mean=None, std=None) -> Path:
+def export_ms(ms_path, out_path, log: Log | None = None, samples: int = 2, seed: int = 0, mean=None, std=None,
+              max_hw: int | None = None) -> Path:
     """A MindSpore Lite model as ``end2end.onnx``: read (bounds-checked), translated, checked with the ONNX checker
-    and verified against the reader's own op-by-op numpy run (max |diff| <= PARITY_TOLERANCE) before it appears."""
-    from .ms_lite import read_ms
+    and verified against the reader's own op-by-op numpy run (max |diff| <= PARITY_TOLERANCE) before it appears.
+    An input larger than ``max_hw`` (the profile's) is refused before anything is allocated."""
+    from .ms_lite import ends_in_softmax, read_ms
     from .ms_onnx import evaluate, to_onnx
     log = log or Log(stage="export")
     graph = read_ms(ms_path)
     log(f"{ms_path}: MindSpore Lite ({graph.identifier or 'no identifier'}, {graph.version or 'no version'}), "
         f"{len(graph.nodes)} nodes, {len(graph.tensors)} tensors; {published_verdict(ms_path)}")
-    model = to_onnx(graph)
+    model = to_onnx(graph, max_hw)
     h, w = (d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[2:])
     num_classes = model.graph.output[0].type.tensor_type.shape.dim[1].dim_value
     out_path = Path(out_path)
@@ -245,7 +247,7 @@ def export_ms(ms_path, out_path, log: Log | None = None, samples: int = 2, seed:
         want = []
         for i in range(samples):
             y = evaluate(graph, x[i:i + 1].transpose(0, 2, 3, 1))[graph.outputs[0]][0]
-            if not any(n.op == "SoftMax" and n.outputs[0] == graph.outputs[0] for n in graph.nodes):
+            if not ends_in_softmax(graph):
                 y = np.exp(y - y.max()) / np.exp(y - y.max()).sum()
             want.append(y)
         diff = float(np.abs(got - np.stack(want)).max())

@@ -11,7 +11,9 @@ v1.1.0); a field's vtable entry is at byte 4 + 2 * slot.
 """
 from __future__ import annotations
 
+import math
 import struct
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +23,11 @@ from .errors import InputError
 
 MAX_FILE_BYTES = 1 << 30
 MAX_ITEMS = 1 << 24  # any vector longer than this in a model file is a corrupt length
+MAX_RANK = 8  # a CNN's tensors have rank <= 4; more is a corrupt dims vector
 IDENTIFIERS = (b"MSL1",)  # 1.1; 1.0 files have none; MSL2 (Lite >= 1.2) is another schema
+# TypeIds an activation tensor may carry when the converter's shape inference stopped before it: kTypeUnknown and
+# kMetaTypeNone (what the 1.1 converter leaves after a Reshape fed by a computed shape). Inferred from the producer.
+UNSET_TYPES = (0, 7)
 
 # TypeId of Tensor.dataType -> numpy dtype
 DATA_TYPES = {30: np.bool_, 32: np.int8, 33: np.int16, 34: np.int32, 35: np.int64, 37: np.uint8, 38: np.uint16,
@@ -51,9 +57,12 @@ PRIMITIVES = {
     18: ("Reshape", {"format": (0, "i", 0), "shape": (1, "vl", None)}),
     21: ("Add", {"activationType": (0, "b", 0)}),
     23: ("MatMul", {"broadcast": (0, "b", 0), "transposeA": (1, "b", 0), "transposeB": (2, "b", 0)}),
+    44: ("Shape", {}),
     45: ("Nchw2Nhwc", {}),
     46: ("Nhwc2Nchw", {}),
     71: ("Transpose", {"perm": (0, "vi", None), "conjugate": (1, "b", 0)}),
+    73: ("Unsqueeze", {"axis": (0, "vi", None)}),
+    86: ("Gather", {"axis": (0, "i", 0), "batchDims": (1, "i", 0)}),
     122: ("Flatten", {}),
 }
 PRIMITIVE_TYPES = {name: t for t, (name, _) in PRIMITIVES.items()}
@@ -65,7 +74,7 @@ NO_ACTIVATION, RELU, SIGMOID, RELU6 = 0, 1, 2, 3
 class LiteTensor:
     index: int
     dims: list[int]
-    dtype: np.dtype
+    dtype: np.dtype | None  # None: unset in the file (an activation whose type the converter did not infer)
     format: str
     node_type: int
     data: np.ndarray | None  # a constant's values, shaped dims; None for an activation
@@ -197,11 +206,16 @@ def read_ms(path) -> LiteGraph:
     version = meta.string(1, "MetaGraph.version")
     tensors = [_tensor(r, t, i) for i, t in enumerate(meta.tables(7, "MetaGraph.allTensors"))]
     nodes = [_node(r, n, i, len(tensors)) for i, n in enumerate(meta.tables(6, "MetaGraph.nodes"))]
+    if not nodes:
+        r.fail("the graph has no nodes")
     inputs = meta.scalars(3, "I", "MetaGraph.inputIndex") or []
     outputs = meta.scalars(4, "I", "MetaGraph.outputIndex") or []
     for what, idx in (("inputIndex", inputs), ("outputIndex", outputs)):
         if not idx or any(i >= len(tensors) for i in idx):
-            r.fail(f"MetaGraph.{what} {idx} does not name tensors of the {len(tensors)} in the file")
+            r.fail(f"MetaGraph.{what} {idx[:8]} does not name tensors of the {len(tensors)} in the file")
+    for i in inputs:
+        if tensors[i].data is not None:
+            r.fail(f"graph input tensor {i} is a constant")
     graph = LiteGraph(path, ident.decode("ascii") if ident in IDENTIFIERS else "", version, tensors, nodes,
                       inputs, outputs)
     topological_order(graph)  # a cycle or a tensor read before it is written is refused here
@@ -211,11 +225,12 @@ def read_ms(path) -> LiteGraph:
 def _tensor(r: _Reader, t: _Table, index: int) -> LiteTensor:
     what = f"tensor {index}"
     dtype_id = t.scalar(1, "i", 0)
-    if dtype_id not in DATA_TYPES:
+    raw = t.raw(6, f"{what} data")
+    if dtype_id not in DATA_TYPES and not (dtype_id in UNSET_TYPES and not raw):
         r.fail(f"{what} has data type {dtype_id}, which this reader does not handle")
     dims = t.scalars(2, "i", f"{what} dims") or []
-    if any(d < -1 for d in dims):
-        r.fail(f"{what} has dims {dims}")
+    if len(dims) > MAX_RANK or any(d < -1 for d in dims):
+        r.fail(f"{what} has dims {dims[:MAX_RANK + 1]}")
     fmt = t.scalar(3, "i", 0)
     if fmt not in FORMATS:
         r.fail(f"{what} has format {fmt}, which this reader does not handle")
@@ -225,17 +240,16 @@ def _tensor(r: _Reader, t: _Table, index: int) -> LiteTensor:
                                  "the float model, or dequantize it first")
     if t.field(8) is not None:
         raise InputError(r.path, f"{what} is weight-clustered (quantClusters); not read")
-    raw = t.raw(6, f"{what} data")
     data = None
     if raw:
         dtype = np.dtype(DATA_TYPES[dtype_id]).newbyteorder("<")
-        count = int(np.prod(dims)) if dims else 1
+        count = math.prod(dims)  # a Python int: dims that overflow int64 still compare exactly with the bytes present
         if -1 in dims or len(raw) != count * dtype.itemsize:
             r.fail(f"{what}: {len(raw)} data bytes do not match dims {dims} of {dtype.name} "
                    f"({count * dtype.itemsize} bytes)")
         data = np.frombuffer(raw, dtype).astype(dtype.newbyteorder("="), copy=True).reshape(dims)
-    return LiteTensor(index, dims, np.dtype(DATA_TYPES[dtype_id]), FORMATS[fmt], t.scalar(0, "i", 0), data,
-                      t.string(9, f"{what} name"))
+    dtype = np.dtype(DATA_TYPES[dtype_id]) if dtype_id in DATA_TYPES else None
+    return LiteTensor(index, dims, dtype, FORMATS[fmt], t.scalar(0, "i", 0), data, t.string(9, f"{what} name"))
 
 
 def _node(r: _Reader, n: _Table, index: int, n_tensors: int) -> LiteNode:
@@ -272,32 +286,51 @@ def _node(r: _Reader, n: _Table, index: int, n_tensors: int) -> LiteNode:
 
 
 def topological_order(graph: LiteGraph) -> list[LiteNode]:
-    """The nodes in an order where every tensor is written before it is read; a cycle, a tensor written twice or
-    read but never written (and not a constant or graph input) is refused."""
-    writer = {}
-    for node in graph.nodes:
-        for t in node.outputs:
-            if t in writer or t in graph.inputs or graph.tensors[t].data is not None:
-                raise InputError(graph.path, f"not a valid MindSpore Lite model: tensor {t} is written twice "
-                                             f"(node {node.name})")
-            writer[t] = node
+    """The nodes in an order where every tensor is written before it is read: breadth-first from the inputs (Kahn's
+    algorithm with a FIFO, linear in nodes and edges; ties in file order), as the 1.1 converter's last pass orders
+    them. A cycle, a tensor written twice, read but never written (and not a constant or graph input), or a
+    graph output no node writes is refused."""
+    def refuse(what: str):
+        raise InputError(graph.path, f"not a valid MindSpore Lite model: {what}")
     known = set(graph.inputs) | {t.index for t in graph.tensors if t.data is not None}
-    for node in graph.nodes:
+    writer: dict[int, int] = {}
+    for i, node in enumerate(graph.nodes):
+        for t in node.outputs:
+            if t in writer or t in known:
+                refuse(f"tensor {t} is written twice (node {node.name})")
+            writer[t] = i
+    for t in graph.outputs:
+        if t not in writer:
+            refuse(f"graph output tensor {t} is written by no node")
+    waiting = [0] * len(graph.nodes)  # inputs each node still waits for
+    readers: dict[int, list[int]] = {}
+    for i, node in enumerate(graph.nodes):
         for t in node.inputs:
-            if t not in known and t not in writer:
-                raise InputError(graph.path, f"not a valid MindSpore Lite model: node {node.name} reads tensor {t}, "
-                                             "which nothing writes")
-    order, done, pending = [], set(known), list(graph.nodes)
-    while pending:
-        ready = [n for n in pending if all(t in done for t in n.inputs)]
-        if not ready:
-            raise InputError(graph.path, f"not a valid MindSpore Lite model: the nodes form a cycle "
-                                         f"({', '.join(n.name for n in pending[:3])} ...)")
-        for n in ready:
-            order.append(n)
-            done.update(n.outputs)
-        pending = [n for n in pending if n not in ready]
+            if t in known:
+                continue
+            if t not in writer:
+                refuse(f"node {node.name} reads tensor {t}, which nothing writes")
+            waiting[i] += 1
+            readers.setdefault(t, []).append(i)
+    ready = deque(i for i, w in enumerate(waiting) if w == 0)
+    order = []
+    while ready:
+        i = ready.popleft()
+        order.append(graph.nodes[i])
+        for t in graph.nodes[i].outputs:
+            for j in readers.get(t, ()):
+                waiting[j] -= 1
+                if waiting[j] == 0:
+                    ready.append(j)
+    if len(order) < len(graph.nodes):
+        stuck = [n.name for i, n in enumerate(graph.nodes) if waiting[i]]
+        refuse(f"the nodes form a cycle ({', '.join(stuck[:3])} ...)")
     return order
+
+
+def ends_in_softmax(graph: LiteGraph) -> bool:
+    """Whether the graph's output is a SoftMax's (else it outputs logits, and the contract's softmax is added)."""
+    return any(n.op == "SoftMax" and n.outputs[0] == graph.outputs[0] for n in graph.nodes)
 
 
 # --- the writer (tests and the demo: files as the 1.0 / 1.1 converters wrote them) -----------------------------
@@ -329,7 +362,7 @@ def write_ms(graph: LiteGraph, path, identifier: bool | None = None) -> Path:
             quant = _offset_vector(b, [q])
         b.StartObject(10)
         b.PrependInt32Slot(0, t.node_type, 0)
-        b.PrependInt32Slot(1, _TYPE_IDS[np.dtype(t.dtype)], 0)
+        b.PrependInt32Slot(1, UNSET_TYPES[1] if t.dtype is None else _TYPE_IDS[np.dtype(t.dtype)], 0)
         b.PrependUOffsetTRelativeSlot(2, dims, 0)
         b.PrependInt32Slot(3, _FORMAT_IDS[t.format], 0)
         if data is not None:

@@ -9,6 +9,8 @@ where it is a flatten of a 1x1 map (then it is batch-safe); anything else is ref
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +29,27 @@ from .ms_lite import (
     LiteGraph,
     LiteNode,
     LiteTensor,
+    ends_in_softmax,
     topological_order,
 )
 
 NHWC_TO_NCHW, NCHW_TO_NHWC = [0, 3, 1, 2], [0, 2, 3, 1]
 _ACTIVATIONS = {NO_ACTIVATION: None, RELU: "Relu", RELU6: "Relu6", SIGMOID: "Sigmoid"}
+
+# Bounds a file's declared sizes are held to before anything is allocated (at batch 1). The largest tensor of the
+# three models is 1x112x112x64 (0.8 M values); a convolution's patch matrix at most a few M.
+MAX_INPUT_HW = 1024  # when the caller names no profile; a profile's own input size bounds it otherwise
+MAX_TENSOR_VALUES = 1 << 24
+MAX_PATCH_VALUES = 1 << 25
+MAX_STRIDE = 16
+BATCH = "N"  # the batch dimension in an inferred shape (and in a shape computed from it)
+
+# (fewest, most) inputs of each op
+_ARITY = {"Conv2D": (2, 3), "Activation": (1, 1), "Add": (2, 2), "Pooling": (1, 1), "Nchw2Nhwc": (1, 1),
+          "Nhwc2Nchw": (1, 1), "Transpose": (1, 1), "Reshape": (1, 2), "Flatten": (1, 1), "MatMul": (2, 2),
+          "FullConnection": (2, 3), "BiasAdd": (2, 2), "SoftMax": (1, 1), "Concat": (1, 64), "Shape": (1, 1),
+          "Gather": (2, 2), "Unsqueeze": (1, 1)}
+_SHAPE_OPS = ("Shape", "Gather", "Unsqueeze", "Concat")  # the ops of a computed reshape target
 
 
 def _refuse(graph: LiteGraph, node: LiteNode, what: str):
@@ -42,6 +60,191 @@ def _activation(graph, node, code: int):
     if code not in _ACTIVATIONS:
         _refuse(graph, node, f"activation type {code}")
     return _ACTIVATIONS[code]
+
+
+def _perm(graph: LiteGraph, node: LiteNode) -> list[int]:
+    if node.op == "Nchw2Nhwc":
+        return NCHW_TO_NHWC
+    if node.op == "Nhwc2Nchw":
+        return NHWC_TO_NCHW
+    perm = node.fields["perm"] or []
+    if perm not in (NCHW_TO_NHWC, NHWC_TO_NCHW):
+        _refuse(graph, node, f"perm {perm[:8]} (only the NHWC <-> NCHW format changes are translated)")
+    return perm
+
+
+def _conv_pads(f: dict) -> list[int]:
+    """[up, left, down, right]: explicit pads (NOTSET, CAFFE), none for VALID."""
+    return [0, 0, 0, 0] if f["padMode"] == 2 else [f["padUp"], f["padLeft"], f["padDown"], f["padRight"]]
+
+
+# --- shape inference: every field checked, every size bounded, before a byte is allocated ------------------------
+
+@dataclass(frozen=True)
+class TensorInfo:
+    shape: tuple  # dims at batch 1, with BATCH where the batch is
+    kind: str  # "f": float, "i": integer (a shape computation)
+    value: tuple | None = None  # an integer tensor's values, flattened (BATCH where they are the batch size)
+
+
+def _values(shape: tuple) -> int:
+    return math.prod(1 if d == BATCH else d for d in shape)
+
+
+def infer(graph: LiteGraph, max_hw: int | None = None) -> dict[int, TensorInfo]:
+    """Every tensor's shape and kind, and the values of the integer tensors a reshape target is computed from, in
+    Lite semantics (4-D activations NHWC unless a format node says otherwise). Tensors the converter left without
+    dims or data type get theirs from their producer. Anything this translation cannot do exactly, or a size beyond
+    the bounds above (the input beyond ``max_hw``), is an InputError naming the node."""
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise InputError(graph.path, f"{len(graph.inputs)} inputs and {len(graph.outputs)} outputs: a classifier has "
+                                     "one of each")
+    dims = graph.tensors[graph.inputs[0]].dims
+    if len(dims) != 4 or dims[3] != 3 or dims[0] != 1 or min(dims) < 1:
+        raise InputError(graph.path, f"input tensor dims {dims[:8]}: expected NHWC [1,H,W,3]")
+    limit = max_hw or MAX_INPUT_HW
+    if max(dims[1], dims[2]) > limit:
+        raise InputError(graph.path, f"input tensor dims {dims}: {dims[1]}x{dims[2]} is larger than "
+                                     f"{limit}x{limit}" + (" (the profile's input)" if max_hw else ""))
+    info = {graph.inputs[0]: TensorInfo((BATCH, dims[1], dims[2], 3), "f")}
+    for t in graph.tensors:
+        if t.data is not None:
+            kind = "f" if t.data.dtype.kind == "f" else "i"
+            value = tuple(int(v) for v in t.data.ravel()) if kind == "i" and t.data.size <= 64 else None
+            info[t.index] = TensorInfo(tuple(t.data.shape), kind, value)
+    for node in topological_order(graph):
+        lo, hi = _ARITY[node.op]
+        if not lo <= len(node.inputs) <= hi or len(node.outputs) != 1:
+            _refuse(graph, node, f"{len(node.inputs)} inputs and {len(node.outputs)} outputs")
+        out = _infer_node(graph, node, [info[i] for i in node.inputs])
+        if _values(out.shape) > MAX_TENSOR_VALUES:
+            _refuse(graph, node, f"its output {list(out.shape)} holds more than {MAX_TENSOR_VALUES} values")
+        info[node.outputs[0]] = out
+    result = info[graph.outputs[0]]
+    if result.kind != "f" or len(result.shape) != 2 or result.shape[0] != BATCH:
+        raise InputError(graph.path, f"output shape {list(result.shape)}: a classifier outputs [1, classes]")
+    return info
+
+
+def _infer_node(graph: LiteGraph, node: LiteNode, ins: list[TensorInfo]) -> TensorInfo:
+    f, op = node.fields, node.op
+
+    def need(ok: bool, what: str):
+        if not ok:
+            _refuse(graph, node, what)
+
+    def const(i: int, kind: str, rank: int) -> np.ndarray:
+        data = graph.tensors[node.inputs[i]].data
+        need(data is not None and ins[i].kind == kind and data.ndim == rank,
+             f"input {i} is not a constant {rank}-D {'float' if kind == 'f' else 'integer'} tensor")
+        return data
+
+    if op in _SHAPE_OPS and all(x.kind == "i" for x in ins) or op == "Shape":
+        return _infer_shape_op(graph, node, ins, need)
+    need(ins[0].kind == "f", "a float input expected")
+    x = ins[0].shape
+    if op == "Conv2D":
+        need(len(x) == 4, f"input {list(x)} is not 4-D")
+        w = const(1, "f", 4)
+        k, kh, kw, cin = w.shape
+        need(cin == x[3] and k > 0, f"weight {list(w.shape)} (KHWC) does not fit an input of {x[3]} channels")
+        need(f["kernelH"] in (0, kh) and f["kernelW"] in (0, kw), "kernel fields disagree with the weight")
+        need((f["group"] or 1) == 1 and (f["dilateH"] or 1) == 1 and (f["dilateW"] or 1) == 1,
+             "a grouped or dilated convolution")
+        need(f["padMode"] in (0, 2, 4), f"padMode {f['padMode']} (explicit pads are translated)")
+        sh, sw = f["strideH"] or 1, f["strideW"] or 1
+        need(1 <= sh <= MAX_STRIDE and 1 <= sw <= MAX_STRIDE, f"strides {sh}, {sw}")
+        pu, pl, pd, pr = _conv_pads(f)
+        need(0 <= pu < kh and 0 <= pd < kh and 0 <= pl < kw and 0 <= pr < kw,
+             f"pads {[pu, pl, pd, pr]} for a {kh}x{kw} kernel")
+        if len(node.inputs) > 2:
+            need(const(2, "f", 1).shape == (k,), "its bias does not have one value per output channel")
+        _activation(graph, node, f["activationType"])
+        ho, wo = (x[1] + pu + pd - kh) // sh + 1, (x[2] + pl + pr - kw) // sw + 1
+        need(ho >= 1 and wo >= 1, f"a {kh}x{kw} kernel does not fit a {x[1]}x{x[2]} input")
+        need(ho * wo * kh * kw * cin <= MAX_PATCH_VALUES, "its patches exceed the size bound")
+        return TensorInfo((x[0], ho, wo, k), "f")
+    if op == "Activation":
+        need(_activation(graph, node, f["type"]) is not None, "activation type 0")
+        return TensorInfo(x, "f")
+    if op == "Add":
+        _activation(graph, node, f["activationType"])
+        need(ins[1].kind == "f" and ins[1].shape == x, f"inputs of shapes {list(x)} and {list(ins[1].shape)}")
+        return TensorInfo(x, "f")
+    if op == "Pooling":
+        need(f["global"] and f["poolingMode"] == 1 and len(x) == 4, "only global average pooling is translated")
+        return TensorInfo((x[0], 1, 1, x[3]), "f")
+    if op in ("Nchw2Nhwc", "Nhwc2Nchw", "Transpose"):
+        need(len(x) == 4, f"input {list(x)} is not 4-D")
+        return TensorInfo(tuple(x[p] for p in _perm(graph, node)), "f")
+    if op in ("Reshape", "Flatten"):
+        need(len(x) >= 2, f"input {list(x)}")
+        if len(x) == 4 and not (x[1] == 1 and x[2] == 1 or x[2] == 1 and x[3] == 1):
+            _refuse(graph, node, f"reshape of a {list(x)} map (only the flatten of a 1x1 map is batch-safe)")
+        rest = _values(x[1:])
+        if op == "Reshape":
+            if len(node.inputs) > 1:  # computed: its first value must be the batch read from a shape
+                need(ins[1].kind == "i" and ins[1].value is not None, "its shape input is not a shape computation")
+                target, batch = list(ins[1].value), (BATCH,)
+            else:  # an attribute: 0 copies the batch; 1 is the batch-1 export's literal
+                need(f["shape"] is not None, "no shape")
+                target, batch = list(f["shape"]), (0, 1)
+            need(x[0] == BATCH and len(target) == 2 and target[0] in batch and target[1] in (-1, rest),
+                 f"target shape {['batch' if v == BATCH else v for v in target[:8]]} is not a flatten "
+                 "[batch, -1]")
+        return TensorInfo((x[0], rest), "f")
+    if op in ("MatMul", "FullConnection"):
+        need(len(x) == 2, f"input {list(x)} is not 2-D")
+        w = const(1, "f", 2)
+        if op == "MatMul":
+            need(not f["transposeA"], "transposeA")
+        else:
+            need(not f["useAxis"] or f["axis"] == 1, f"axis {f['axis']}")
+            _activation(graph, node, f["activationType"])
+        out_in = w.shape if op == "FullConnection" or f["transposeB"] else w.shape[::-1]
+        need(out_in[1] == x[1], f"weight {list(w.shape)} does not fit {x[1]} inputs")
+        if op == "FullConnection" and len(node.inputs) > 2:
+            need(const(2, "f", 1).shape == (out_in[0],), "its bias does not have one value per output")
+        return TensorInfo((x[0], out_in[0]), "f")
+    if op == "BiasAdd":
+        need(const(1, "f", 1).shape == (x[-1],), "its bias does not fit the last axis")
+        return TensorInfo(x, "f")
+    if op == "SoftMax":
+        need(len(x) == 2 and f["axis"] in (1, -1), f"softmax over axis {f['axis']} of a {len(x)}-D tensor")
+        return TensorInfo(x, "f")
+    if op == "Concat":
+        need(all(i.kind == "f" and len(i.shape) == len(x) for i in ins), "inputs of different kinds or ranks")
+        need(-len(x) <= f["axis"] < len(x), f"axis {f['axis']}")
+        axis = f["axis"] % len(x)
+        need(axis != 0 and all(i.shape[:axis] + i.shape[axis + 1:] == x[:axis] + x[axis + 1:] for i in ins),
+             "inputs whose shapes do not concatenate")
+        return TensorInfo(x[:axis] + (sum(i.shape[axis] for i in ins),) + x[axis + 1:], "f")
+    _refuse(graph, node, "a float input where a shape computation was expected")
+
+
+def _infer_shape_op(graph, node, ins, need) -> TensorInfo:
+    """Shape, Gather, Unsqueeze and Concat on integer vectors: the values of a computed reshape target."""
+    f, op = node.fields, node.op
+    if op == "Shape":
+        return TensorInfo((len(ins[0].shape),), "i", tuple(ins[0].shape))
+    need(all(i.value is not None for i in ins), "integer inputs whose values are not known")
+    if op == "Gather":
+        params, idx = ins
+        need(len(params.shape) == 1 and f["axis"] in (0, -1) and f["batchDims"] == 0 and len(idx.shape) <= 1,
+             f"a gather over axis {f['axis']} of a {len(params.shape)}-D tensor")
+        n = params.shape[0]
+        need(all(-n <= i < n for i in idx.value), f"indices {list(idx.value)[:4]} outside a {n}-vector")
+        return TensorInfo(idx.shape, "i", tuple(params.value[i] for i in idx.value))
+    if op == "Unsqueeze":
+        axes = f["axis"] or []
+        rank = len(ins[0].shape) + len(axes)
+        need(len(set(a % rank for a in axes)) == len(axes) and all(-rank <= a < rank for a in axes) and rank <= 1,
+             f"axes {axes[:8]} of a {len(ins[0].shape)}-D tensor")
+        return TensorInfo((_values(ins[0].shape),) if rank else (), "i", ins[0].value)
+    need(all(len(i.shape) == 1 for i in ins) and f["axis"] in (0, -1), "a concat of integer tensors that are "
+                                                                       "not vectors")
+    values = tuple(v for i in ins for v in i.value)
+    return TensorInfo((len(values),), "i", values)
 
 
 # --- the independent numpy run (Lite semantics: 4-D activations NHWC unless a format node says otherwise) -----
@@ -59,10 +262,8 @@ def _act(x: np.ndarray, kind: str | None) -> np.ndarray:
 def _conv_nhwc(x, w_khwc, bias, f):
     kh, kw = w_khwc.shape[1], w_khwc.shape[2]
     sh, sw = f["strideH"] or 1, f["strideW"] or 1
-    dh, dw = f["dilateH"] or 1, f["dilateW"] or 1
-    if (dh, dw) != (1, 1) or (f["group"] or 1) != 1:
-        raise ValueError("dilated or grouped convolution")
-    xp = np.pad(x, ((0, 0), (f["padUp"], f["padDown"]), (f["padLeft"], f["padRight"]), (0, 0)))
+    pu, pl, pd, pr = _conv_pads(f)
+    xp = np.pad(x, ((0, 0), (pu, pd), (pl, pr), (0, 0)))
     patches = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]  # N,Ho,Wo,C,kh,kw
     n, ho, wo = patches.shape[:3]
     cols = patches.transpose(0, 1, 2, 4, 5, 3).reshape(n * ho * wo, kh * kw * x.shape[3])
@@ -72,86 +273,84 @@ def _conv_nhwc(x, w_khwc, bias, f):
     return y.reshape(n, ho, wo, -1)
 
 
-def evaluate(graph: LiteGraph, x_nhwc: np.ndarray) -> dict[int, np.ndarray]:
-    """Every tensor of the graph for the input ``x_nhwc`` (float32 [1,H,W,C], the Lite input), computed in float64
-    op by op with numpy, as the Lite runtime defines the ops."""
-    values = {t.index: t.data.astype(np.float64) for t in graph.tensors if t.data is not None and t.data.dtype.kind == "f"}
-    values.update({t.index: t.data for t in graph.tensors if t.data is not None and t.data.dtype.kind != "f"})
-    values[graph.inputs[0]] = x_nhwc.astype(np.float64)
-    for node in topological_order(graph):
-        f, ins = node.fields, [values[i] for i in node.inputs]
-        try:
-            if node.op == "Conv2D":
-                y = _act(_conv_nhwc(ins[0], ins[1], ins[2] if len(ins) > 2 else None, f),
-                         _activation(graph, node, f["activationType"]))
-            elif node.op == "Activation":
-                y = _act(ins[0], _activation(graph, node, f["type"]))
-            elif node.op == "Add":
-                y = _act(ins[0] + ins[1], _activation(graph, node, f["activationType"]))
-            elif node.op == "Pooling":
-                if not f["global"] or f["poolingMode"] != 1:
-                    _refuse(graph, node, "only global average pooling is translated")
-                y = ins[0].mean(axis=(1, 2), keepdims=True)  # Lite pools NHWC
-            elif node.op in ("Nchw2Nhwc", "Nhwc2Nchw", "Transpose"):
-                y = np.transpose(ins[0], _perm(graph, node))
-            elif node.op in ("Reshape", "Flatten"):
-                y = ins[0].reshape(ins[0].shape[0], -1)
-            elif node.op in ("MatMul", "FullConnection"):
-                w = ins[1] if node.op == "FullConnection" or f["transposeB"] else ins[1].T
-                y = ins[0] @ w.T
-                if node.op == "FullConnection" and len(ins) > 2:
-                    y = y + ins[2]
-                if node.op == "FullConnection":
-                    y = _act(y, _activation(graph, node, f["activationType"]))
-            elif node.op == "BiasAdd":
-                y = ins[0] + ins[1]
-            elif node.op == "SoftMax":
-                z = ins[0] - ins[0].max(axis=f["axis"], keepdims=True)
-                y = np.exp(z) / np.exp(z).sum(axis=f["axis"], keepdims=True)
-            elif node.op == "Concat":
-                y = np.concatenate(ins, axis=f["axis"])
-            else:
-                _refuse(graph, node, "not evaluated")
-        except (ValueError, IndexError) as err:
-            _refuse(graph, node, f"cannot be evaluated ({err})")
+def _reshape(x: np.ndarray, target) -> np.ndarray:
+    target = [x.shape[i] if v == 0 else int(v) for i, v in enumerate(target)]  # 0 copies the input's dim
+    return x.reshape(target)
+
+
+def evaluate(graph: LiteGraph, x_nhwc: np.ndarray, keep=()) -> dict[int, np.ndarray]:
+    """The graph's output tensor (and those in ``keep``) for the input ``x_nhwc`` (float32 [1,H,W,C], the Lite
+    input), computed in float64 op by op with numpy, as the Lite runtime defines the ops. The graph is checked
+    (``infer``) first, and a tensor is dropped once its last reader has run."""
+    infer(graph)
+    order = topological_order(graph)
+    last_use = {}
+    for step, node in enumerate(order):
+        for t in node.inputs:
+            last_use[t] = step
+    wanted = set(graph.outputs) | set(keep)
+    consts = {t.index: t.data for t in graph.tensors if t.data is not None}
+    values = {graph.inputs[0]: x_nhwc.astype(np.float64)}
+    for step, node in enumerate(order):
+        f = node.fields
+        ins = [values[i] if i in values else consts[i].astype(np.float64 if consts[i].dtype.kind == "f" else np.int64)
+               for i in node.inputs]
+        if node.op == "Conv2D":
+            y = _act(_conv_nhwc(ins[0], ins[1], ins[2] if len(ins) > 2 else None, f), _ACTIVATIONS[f["activationType"]])
+        elif node.op == "Activation":
+            y = _act(ins[0], _ACTIVATIONS[f["type"]])
+        elif node.op == "Add":
+            y = _act(ins[0] + ins[1], _ACTIVATIONS[f["activationType"]])
+        elif node.op == "Pooling":
+            y = ins[0].mean(axis=(1, 2), keepdims=True)  # global average, NHWC
+        elif node.op in ("Nchw2Nhwc", "Nhwc2Nchw", "Transpose"):
+            y = np.transpose(ins[0], _perm(graph, node))
+        elif node.op == "Flatten":
+            y = ins[0].reshape(ins[0].shape[0], -1)
+        elif node.op == "Reshape":
+            y = _reshape(ins[0], ins[1] if len(ins) > 1 else f["shape"])
+        elif node.op in ("MatMul", "FullConnection"):
+            w = ins[1] if node.op == "FullConnection" or f["transposeB"] else ins[1].T
+            y = ins[0] @ w.T
+            if node.op == "FullConnection":
+                y = _act(y + ins[2] if len(ins) > 2 else y, _ACTIVATIONS[f["activationType"]])
+        elif node.op == "BiasAdd":
+            y = ins[0] + ins[1]
+        elif node.op == "SoftMax":
+            z = np.exp(ins[0] - ins[0].max(axis=f["axis"], keepdims=True))
+            y = z / z.sum(axis=f["axis"], keepdims=True)
+        elif node.op == "Concat":
+            y = np.concatenate([np.atleast_1d(i) for i in ins], axis=f["axis"])
+        elif node.op == "Shape":
+            y = np.array(ins[0].shape, np.int64)
+        elif node.op == "Gather":
+            y = np.take(ins[0], ins[1], axis=f["axis"])
+        else:  # Unsqueeze
+            y = ins[0]
+            for axis in sorted(a % (ins[0].ndim + len(f["axis"])) for a in f["axis"]):
+                y = np.expand_dims(y, axis)
         values[node.outputs[0]] = y
-    return values
-
-
-def _perm(graph: LiteGraph, node: LiteNode) -> list[int]:
-    if node.op == "Nchw2Nhwc":
-        return NCHW_TO_NHWC
-    if node.op == "Nhwc2Nchw":
-        return NHWC_TO_NCHW
-    perm = node.fields["perm"] or []
-    if perm not in (NCHW_TO_NHWC, NHWC_TO_NCHW):
-        _refuse(graph, node, f"perm {perm} (only the NHWC <-> NCHW format changes are translated)")
-    return perm
+        for t in node.inputs:
+            if last_use[t] == step and t not in wanted:
+                values.pop(t, None)
+    return {t: v for t, v in values.items() if t in wanted}
 
 
 # --- Lite -> ONNX ----------------------------------------------------------------------------------------------
 
-def to_onnx(graph: LiteGraph, num_classes_hint: int | None = None) -> onnx.ModelProto:
+def to_onnx(graph: LiteGraph, max_hw: int | None = None) -> onnx.ModelProto:
     """The Lite graph as ``end2end.onnx``: opset 11, input ``input`` float32 [batch,3,H,W] (normalised NCHW),
-    output ``output`` = softmax [batch,classes], dynamic batch."""
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        raise InputError(graph.path, f"{len(graph.inputs)} inputs and {len(graph.outputs)} outputs: a classifier has "
-                                     "one of each")
-    t_in = graph.tensors[graph.inputs[0]]
-    if len(t_in.dims) != 4 or t_in.dims[3] != 3:
-        raise InputError(graph.path, f"input tensor dims {t_in.dims}: expected NHWC [1,H,W,3]")
-    height, width = t_in.dims[1], t_in.dims[2]
-    shapes = {k: v.shape for k, v in evaluate(graph, np.zeros((1, height, width, 3), np.float32)).items()}  # batch 1
+    output ``output`` = softmax [batch,classes], dynamic batch. A computed reshape target (Shape, Gather, Unsqueeze,
+    Concat) is folded with its Reshape into one batch-safe Flatten."""
+    info = infer(graph, max_hw)
+    height, width = info[graph.inputs[0]].shape[1:3]
     names = {graph.inputs[0]: INPUT_NAME}
     inits, nodes = [], []
 
     def name_of(t: int) -> str:
-        if t not in names:
-            tensor = graph.tensors[t]
-            if tensor.data is None:
-                raise InputError(graph.path, f"tensor {t} is read before it is written")
+        if t not in names:  # a constant (infer has checked that every other input is written before it is read)
             names[t] = f"c{t}"
-            inits.append(numpy_helper.from_array(tensor.data.astype(np.float32), names[t]))
+            inits.append(numpy_helper.from_array(graph.tensors[t].data.astype(np.float32), names[t]))
         return names[t]
 
     def const(name, value):
@@ -171,87 +370,59 @@ def to_onnx(graph: LiteGraph, num_classes_hint: int | None = None) -> onnx.Model
 
     for node in topological_order(graph):
         f, out = node.fields, f"t{node.outputs[0]}"
+        if info[node.outputs[0]].kind == "i":
+            continue  # part of a reshape target: folded into the Flatten below
         if node.op == "Conv2D":
-            if f["padMode"] not in (0, 2, 4):
-                _refuse(graph, node, f"padMode {f['padMode']} (explicit pads are translated)")
-            if (f["group"] or 1) != 1 or (f["dilateH"] or 1) != 1 or (f["dilateW"] or 1) != 1:
-                _refuse(graph, node, "a grouped or dilated convolution")
-            wt = graph.tensors[node.inputs[1]]
-            if wt.data is None or wt.data.ndim != 4:
-                _refuse(graph, node, "its weight is not a constant 4-D tensor")
-            w = wt.data.astype(np.float32).transpose(0, 3, 1, 2)  # KHWC -> OIHW
-            inputs = [names.get(node.inputs[0]) or name_of(node.inputs[0]), const(f"w{node.inputs[1]}", w)]
+            w = graph.tensors[node.inputs[1]].data.astype(np.float32).transpose(0, 3, 1, 2)  # KHWC -> OIHW
+            inputs = [name_of(node.inputs[0]), const(f"w{node.inputs[1]}", w)]
             if len(node.inputs) > 2:  # the converter's hasBias is unreliable: the input count decides
                 inputs.append(name_of(node.inputs[2]))
-            pads = [0, 0, 0, 0] if f["padMode"] == 2 else [f["padUp"], f["padLeft"], f["padDown"], f["padRight"]]
-            kind = _activation(graph, node, f["activationType"])
+            kind = _ACTIVATIONS[f["activationType"]]
             conv = emit("Conv", inputs, out if kind is None else f"{out}_conv", kernel_shape=list(w.shape[2:]),
-                        strides=[f["strideH"] or 1, f["strideW"] or 1], pads=pads)
+                        strides=[f["strideH"] or 1, f["strideW"] or 1], pads=_conv_pads(f))
             activation(conv, kind, out)
         elif node.op == "Activation":
-            activation(names[node.inputs[0]], _activation(graph, node, f["type"]) or _refuse(graph, node, "type 0"),
-                       out)
+            activation(name_of(node.inputs[0]), _ACTIVATIONS[f["type"]], out)
         elif node.op == "Add":
-            kind = _activation(graph, node, f["activationType"])
+            kind = _ACTIVATIONS[f["activationType"]]
             a = emit("Add", [name_of(node.inputs[0]), name_of(node.inputs[1])], out if kind is None else f"{out}_add")
             activation(a, kind, out)
         elif node.op == "Pooling":
-            if not f["global"] or f["poolingMode"] != 1:
-                _refuse(graph, node, "only global average pooling is translated")
-            emit("GlobalAveragePool", [names[node.inputs[0]]], out)
+            emit("GlobalAveragePool", [name_of(node.inputs[0])], out)
         elif node.op in ("Nchw2Nhwc", "Nhwc2Nchw", "Transpose"):
-            _perm(graph, node)
-            names[node.outputs[0]] = names[node.inputs[0]]  # ONNX keeps NCHW: a format change is a no-op
+            names[node.outputs[0]] = name_of(node.inputs[0])  # ONNX keeps NCHW: a format change is a no-op
             continue
         elif node.op in ("Reshape", "Flatten"):
-            src = shapes[node.inputs[0]]
-            if len(src) == 4 and not (src[1] == 1 and src[2] == 1 or src[2] == 1 and src[3] == 1):
-                _refuse(graph, node, f"reshape of a {list(src)} map (only the flatten of a 1x1 map is batch-safe)")
-            emit("Flatten", [names[node.inputs[0]]], out, axis=1)
+            emit("Flatten", [name_of(node.inputs[0])], out, axis=1)  # infer() has checked that it is a flatten
         elif node.op in ("MatMul", "FullConnection"):
-            if node.op == "MatMul" and f["transposeA"]:
-                _refuse(graph, node, "transposeA")
-            if node.op == "FullConnection" and f["useAxis"] and f["axis"] != 1:
-                _refuse(graph, node, f"axis {f['axis']}")
-            wt = graph.tensors[node.inputs[1]]
-            if wt.data is None:
-                _refuse(graph, node, "its weight is not a constant")
-            wmat = wt.data.astype(np.float32)
+            wmat = graph.tensors[node.inputs[1]].data.astype(np.float32)
             wmat = wmat if node.op == "FullConnection" or f["transposeB"] else wmat.T  # -> [out, in]
-            inputs = [names[node.inputs[0]], const(f"w{node.inputs[1]}", wmat)]
+            inputs = [name_of(node.inputs[0]), const(f"w{node.inputs[1]}", wmat)]
             if node.op == "FullConnection" and len(node.inputs) > 2:
                 inputs.append(name_of(node.inputs[2]))
-            kind = _activation(graph, node, f["activationType"]) if node.op == "FullConnection" else None
+            kind = _ACTIVATIONS[f["activationType"]] if node.op == "FullConnection" else None
             g = emit("Gemm", inputs, out if kind is None else f"{out}_gemm", transB=1)
             activation(g, kind, out)
         elif node.op == "BiasAdd":
-            emit("Add", [names[node.inputs[0]], name_of(node.inputs[1])], out)
+            emit("Add", [name_of(node.inputs[0]), name_of(node.inputs[1])], out)
         elif node.op == "SoftMax":
-            if len(shapes[node.inputs[0]]) != 2 or f["axis"] not in (1, -1):
-                _refuse(graph, node, f"softmax over axis {f['axis']} of a {len(shapes[node.inputs[0]])}-D tensor")
-            emit("Softmax", [names[node.inputs[0]]], out, axis=1)
+            emit("Softmax", [name_of(node.inputs[0])], out, axis=1)
         elif node.op == "Concat":
-            rank = len(shapes[node.inputs[0]])
-            axis = f["axis"] % rank
-            if rank == 4:
-                axis = {0: 0, 1: 2, 2: 3, 3: 1}[axis]  # NHWC axis -> NCHW axis
+            axis = f["axis"] % len(info[node.inputs[0]].shape)
+            if len(info[node.inputs[0]].shape) == 4:
+                axis = {1: 2, 2: 3, 3: 1}[axis]  # NHWC axis -> NCHW axis
             emit("Concat", [name_of(i) for i in node.inputs], out, axis=axis)
-        else:
-            _refuse(graph, node, "not translated")
         names[node.outputs[0]] = out
 
     last = names[graph.outputs[0]]
-    out_shape = shapes[graph.outputs[0]]
-    if len(out_shape) != 2:
-        raise InputError(graph.path, f"output shape {list(out_shape)}: a classifier outputs [1, classes]")
-    ends_in_softmax = any(n.op == "SoftMax" and n.outputs[0] == graph.outputs[0] for n in graph.nodes)
-    if ends_in_softmax:
-        nodes[-1].output[0] = OUTPUT_NAME
+    classes = info[graph.outputs[0]].shape[1]
+    if ends_in_softmax(graph):
+        next(n for n in nodes if n.output[0] == last).output[0] = OUTPUT_NAME
     else:  # the file outputs logits; the contract's output is the softmax
         emit("Softmax", [last], OUTPUT_NAME, axis=1)
     graph_proto = helper.make_graph(
         nodes, "ms_lite", [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", 3, height, width])],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", out_shape[1]])], inits)
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", classes])], inits)
     model = helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
                               producer_name="poc.ms_onnx")
     model.ir_version = 6
@@ -260,28 +431,56 @@ def to_onnx(graph: LiteGraph, num_classes_hint: int | None = None) -> onnx.Model
 
 # --- ONNX -> Lite, as the 1.0 / 1.1 converters wrote it (tests and the demo) -------------------------------------
 
-def from_onnx(model: onnx.ModelProto, generation: str = "1.1", head: str = "matmul") -> LiteGraph:
+def from_onnx(model: onnx.ModelProto, generation: str = "1.1", head: str = "matmul", flatten_shape=(1, -1),
+              order: str = "file") -> LiteGraph:
     """An ONNX export (BN already folded into Conv, as the TorchScript exporter writes it) as the Lite converter
     wrote it: NHWC input, KHWC conv weights with the bias as a third input, a ReLU fused into the conv before it,
-    a ReLU after an Add kept as an Activation, global pooling, the flatten as a batch-1 Reshape, the head as
-    MatMul{transposeB} + BiasAdd (``head='matmul'``) or FullConnection (``'fc'``), format nodes of ``generation``
-    1.0 (Nhwc2Nchw / Nchw2Nhwc around every Add) or 1.1 (one Transpose left after the pool)."""
+    a ReLU after an Add kept as an Activation, global pooling, the head as MatMul{transposeB} + BiasAdd
+    (``head='matmul'``) or FullConnection (``'fc'``), format nodes of ``generation`` 1.0 (Nhwc2Nchw / Nchw2Nhwc
+    around every Add) or 1.1 (one Transpose after the pool per edge that reads it).
+
+    The flatten: an ONNX ``Flatten`` becomes a Reshape with the attribute ``flatten_shape`` ([1, -1] as MODELS.md
+    describes, [0, -1] as the 1.1 ONNX parser translates Flatten); ``x.view(x.size(0), -1)`` (Shape, Gather,
+    Unsqueeze, Concat, Reshape) keeps its chain with int32 constants, and the converter's shape inference stops at
+    that Reshape: its output and everything after it have no dims and no data type. ``order``: ``"file"`` keeps
+    the ONNX order; ``"bfs"`` orders the nodes breadth-first as the 1.1 converter's last pass does (a shortcut's
+    projection right after the block's first convolution)."""
     g = model.graph
     consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    for n in g.node:
+        if n.op_type == "Constant":
+            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
     consumers: dict[str, list] = {}
     for n in g.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
     tensors: list[LiteTensor] = []
     index: dict[str, int] = {}
+    edge: dict[tuple[str, str], int] = {}  # (reading node, ONNX name) -> tensor, where one edge has its own tensor
+    unset: set[str] = set()  # ONNX names whose Lite tensors the converter left without a data type
 
     def tensor(name: str | None, dims, data=None, fmt="NHWC", dtype=np.float32) -> int:
-        t = LiteTensor(len(tensors), list(dims), np.dtype(dtype), fmt, 2 if data is not None else 0,
-                       None if data is None else np.ascontiguousarray(data, dtype), name or "")
+        t = LiteTensor(len(tensors), list(dims), None if dtype is None else np.dtype(dtype), fmt,
+                       2 if data is not None else 0, None if data is None else np.ascontiguousarray(data, dtype),
+                       name or "")
         tensors.append(t)
         if name:
             index[name] = t.index
         return t.index
+
+    def src(n, name: str) -> int:
+        if (n.name, name) in edge:
+            return edge[(n.name, name)]
+        if name not in index and name in consts:  # an integer constant of a shape computation (int32 in Lite)
+            data = consts[name].astype(np.int32)
+            return tensor(None, data.shape, data, "NCHW", np.int32)
+        return index[name]
+
+    def out(n, dtype=np.float32, fmt="NHWC") -> int:
+        late = any(i in unset for i in n.input)
+        if late:
+            unset.add(n.output[0])
+        return tensor(n.output[0], [], fmt=fmt, dtype=None if late else dtype)
 
     inp = g.input[0]
     c, h, w = (d.dim_value for d in inp.type.tensor_type.shape.dim[1:])
@@ -289,14 +488,16 @@ def from_onnx(model: onnx.ModelProto, generation: str = "1.1", head: str = "matm
     nodes: list[LiteNode] = []
     fused = set()
     for n in g.node:
-        if n.name in fused or n.op_type in ("Identity",):
-            if n.op_type == "Identity":
+        if n.name in fused or n.op_type in ("Identity", "Constant"):
+            if n.op_type == "Identity" and n.input[0] in consts:  # the exporter shares equal initializers so
+                consts[n.output[0]] = consts[n.input[0]]
+            elif n.op_type == "Identity":
                 index[n.output[0]] = index[n.input[0]]
             continue
         attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
         if n.op_type == "Conv":
             wt = consts[n.input[1]]
-            ins = [index[n.input[0]], tensor(None, wt.transpose(0, 2, 3, 1).shape, wt.transpose(0, 2, 3, 1), "KHWC")]
+            ins = [src(n, n.input[0]), tensor(None, wt.transpose(0, 2, 3, 1).shape, wt.transpose(0, 2, 3, 1), "KHWC")]
             if len(n.input) > 2:
                 ins.append(tensor(None, consts[n.input[2]].shape, consts[n.input[2]], "NHWC"))
             out_name, act = n.output[0], NO_ACTIVATION
@@ -313,10 +514,9 @@ def from_onnx(model: onnx.ModelProto, generation: str = "1.1", head: str = "matm
                       "activationType": act}
             nodes.append(LiteNode(n.name, "Conv2D", fields, ins, [tensor(out_name, [])]))
         elif n.op_type == "Relu":
-            nodes.append(LiteNode(n.name, "Activation", {"type": RELU, "alpha": 0.2}, [index[n.input[0]]],
-                                  [tensor(n.output[0], [])]))
+            nodes.append(LiteNode(n.name, "Activation", {"type": RELU, "alpha": 0.2}, [src(n, n.input[0])], [out(n)]))
         elif n.op_type == "Add":
-            a, b = index[n.input[0]], index[n.input[1]]
+            a, b = src(n, n.input[0]), src(n, n.input[1])
             if generation == "1.0":  # the Add, and a ReLU after it, run NCHW between format nodes
                 a2, b2 = tensor(None, [], fmt="NCHW"), tensor(None, [], fmt="NCHW")
                 nodes += [LiteNode(f"{n.name}_a", "Nhwc2Nchw", {}, [a], [a2]),
@@ -331,38 +531,63 @@ def from_onnx(model: onnx.ModelProto, generation: str = "1.1", head: str = "matm
                     s, out_name = r, nxt[0].output[0]
                 nodes.append(LiteNode(f"{n.name}_back", "Nchw2Nhwc", {}, [s], [tensor(out_name, [])]))
             else:
-                nodes.append(LiteNode(n.name, "Add", {"activationType": 0}, [a, b], [tensor(n.output[0], [])]))
+                nodes.append(LiteNode(n.name, "Add", {"activationType": 0}, [a, b], [out(n)]))
         elif n.op_type in ("GlobalAveragePool", "ReduceMean"):
             fields = {k: default for k, (_, _, default) in PRIMITIVES[PRIMITIVE_TYPES["Pooling"]][1].items()}
             fields.update(poolingMode=1, **{"global": 1})
             pooled = tensor(None if generation == "1.1" else n.output[0], [])
-            nodes.append(LiteNode(n.name, "Pooling", fields, [index[n.input[0]]], [pooled]))
-            if generation == "1.1":  # the one Transpose the 1.1 converter leaves after the pool
-                nodes.append(LiteNode(f"{n.name}_t", "Transpose", {"perm": NHWC_TO_NCHW, "conjugate": 0}, [pooled],
-                                      [tensor(n.output[0], [], fmt="NCHW")]))
-        elif n.op_type in ("Flatten", "Reshape"):
-            nodes.append(LiteNode(n.name, "Reshape", {"format": 0, "shape": [1, -1]}, [index[n.input[0]]],
-                                  [tensor(n.output[0], [])]))
+            nodes.append(LiteNode(n.name, "Pooling", fields, [src(n, n.input[0])], [pooled]))
+            if generation == "1.1":  # the Transposes the 1.1 converter leaves after the pool: one per reading edge
+                for k, reader in enumerate(consumers.get(n.output[0], [])):
+                    t = tensor(None, [], fmt="NCHW")
+                    nodes.append(LiteNode(f"{n.name}_t{k}", "Transpose", {"perm": NHWC_TO_NCHW, "conjugate": 0},
+                                          [pooled], [t]))
+                    edge[(reader.name, n.output[0])] = t
+        elif n.op_type == "Flatten":
+            nodes.append(LiteNode(n.name, "Reshape", {"format": 0, "shape": list(flatten_shape)},
+                                  [src(n, n.input[0])], [out(n)]))
+        elif n.op_type == "Reshape":  # a computed target: the converter's shape inference stops here
+            unset.add(n.output[0])
+            nodes.append(LiteNode(n.name, "Reshape", {"format": 0, "shape": None},
+                                  [src(n, n.input[0]), src(n, n.input[1])], [out(n)]))
+        elif n.op_type == "Shape":
+            nodes.append(LiteNode(n.name, "Shape", {}, [src(n, n.input[0])], [out(n, np.int32, "NCHW")]))
+        elif n.op_type == "Gather":
+            nodes.append(LiteNode(n.name, "Gather", {"axis": attrs.get("axis", 0), "batchDims": 0},
+                                  [src(n, n.input[0]), src(n, n.input[1])], [out(n, np.int32, "NCHW")]))
+        elif n.op_type == "Unsqueeze":
+            nodes.append(LiteNode(n.name, "Unsqueeze", {"axis": list(attrs["axes"])}, [src(n, n.input[0])],
+                                  [out(n, np.int32, "NCHW")]))
+        elif n.op_type == "Concat":
+            ins = [src(n, i) for i in n.input]
+            kind = np.int32 if all(tensors[i].dtype == np.int32 for i in ins) else np.float32
+            nodes.append(LiteNode(n.name, "Concat", {"axis": attrs["axis"], "n": len(ins)}, ins, [out(n, kind)]))
         elif n.op_type == "Gemm":
             wt = consts[n.input[1]] if attrs.get("transB", 0) else consts[n.input[1]].T  # [out, in]
             wi = tensor(None, wt.shape, wt, "NC")
             bias = consts[n.input[2]] if len(n.input) > 2 else None
+            late = n.input[0] in unset
             if head == "fc":
-                ins = [index[n.input[0]], wi] + ([tensor(None, bias.shape, bias, "NC")] if bias is not None else [])
+                ins = [src(n, n.input[0]), wi] + ([tensor(None, bias.shape, bias, "NC")] if bias is not None else [])
                 nodes.append(LiteNode(n.name, "FullConnection", {"hasBias": int(bias is not None), "axis": 1,
                                                                  "useAxis": 0, "activationType": 0},
-                                      ins, [tensor(n.output[0], [])]))
+                                      ins, [out(n)]))
             else:
-                mm = tensor(None if bias is not None else n.output[0], [])
+                mm = tensor(None if bias is not None else n.output[0], [], dtype=None if late else np.float32)
                 nodes.append(LiteNode(n.name, "MatMul", {"broadcast": 0, "transposeA": 0, "transposeB": 1},
-                                      [index[n.input[0]], wi], [mm]))
+                                      [src(n, n.input[0]), wi], [mm]))
                 if bias is not None:
                     nodes.append(LiteNode(f"{n.name}_bias", "BiasAdd", {"axis": [1]},
-                                          [mm, tensor(None, bias.shape, bias, "NC")], [tensor(n.output[0], [])]))
+                                          [mm, tensor(None, bias.shape, bias, "NC")], [out(n)]))
+                elif late:
+                    unset.add(n.output[0])
         elif n.op_type == "Softmax":
-            nodes.append(LiteNode(n.name, "SoftMax", {"axis": -1}, [index[n.input[0]]], [tensor(n.output[0], [])]))
+            nodes.append(LiteNode(n.name, "SoftMax", {"axis": -1}, [src(n, n.input[0])], [out(n)]))
         else:
             raise ValueError(f"{n.op_type} is not part of the converter emulation")
     lite = LiteGraph(Path("<memory>"), "MSL1" if generation == "1.1" else "",
                      f"MindSpore Lite {generation}.0", tensors, nodes, [0], [index[g.output[0].name]])
+    if order == "bfs":  # the reader's topological order is breadth-first in file order, as the converter's pass
+        lite.nodes = topological_order(lite)
     return lite
+

@@ -46,12 +46,21 @@ def read_split(path) -> list[tuple[str, int]]:
     return out
 
 
+def resized_size(w: int, h: int) -> tuple[int, int]:
+    """The size MindSpore's ``Resize(256)`` gives a w x h image, in its own float arithmetic: the aspect ratio first,
+    as a Python float, then the long side truncated. Not ``int(256 * h / w)``: for 320x465, 256 / (320 / 465) is
+    371.99999999999994, so MindSpore makes it 320 -> 256 x 371, where exact arithmetic gives 372."""
+    if (w <= h and w == RESIZE) or (h <= w and h == RESIZE):
+        return w, h
+    aspect = w / h
+    return (RESIZE, int(RESIZE / aspect)) if w < h else (int(RESIZE * aspect), RESIZE)
+
+
 def eval_crop(img: Image.Image) -> np.ndarray:
     """uint8 HWC RGB [224,224,3]: shorter side 256 (bilinear; unchanged when it already is 256), center crop 224."""
     img = img.convert("RGB")
-    w, h = img.size
-    if not ((w <= h and w == RESIZE) or (h <= w and h == RESIZE)):
-        size = (RESIZE, int(RESIZE * h / w)) if w < h else (int(RESIZE * w / h), RESIZE)
+    size = resized_size(*img.size)
+    if size != img.size:
         img = img.resize(size, Image.BILINEAR)
     w, h = img.size
     top, left = int(round((h - CROP) / 2.0)), int(round((w - CROP) / 2.0))

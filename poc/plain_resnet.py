@@ -55,7 +55,8 @@ class PlainResNet50(nn.Module):
 
     def features(self, x):
         x = self.blocks(self.relu(self.bn1(self.conv1(x))))
-        return torch.flatten(torch.mean(self.relu(x), dim=(2, 3), keepdim=True), 1)
+        x = torch.mean(self.relu(x), dim=(2, 3), keepdim=True)
+        return x.view(x.size(0), -1)  # the authors' flatten (exported as Shape, Gather, Unsqueeze, Concat, Reshape)
 
     def forward(self, x):
         logits = self.fc(self.features(x))

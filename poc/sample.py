@@ -134,8 +134,9 @@ def main():
 def write_demo_pets(out_dir, trainval_per_class: int = 12, test_per_class: int = 6, seed: int = 0,
                     log: Log | None = None) -> Path:
     """A synthetic Oxford-IIIT Pet: 37 classes (breed c = pattern c // 10 in colour c % 10, the CIFAR-100 demo's
-    first 37), images/<Breed>_<n>.jpg of varied sizes and both orientations, a few of them grayscale-free odd files
-    (CMYK JPEG, PNG bytes under .jpg), and annotations/list.txt, trainval.txt, test.txt in the real layout."""
+    first 37), images/<Breed>_<n>.jpg of varied sizes and both orientations (one 320x465, whose resize only MindSpore's
+    float arithmetic gets right), a few odd files (CMYK JPEG, PNG bytes under .jpg), and annotations/list.txt,
+    trainval.txt, test.txt in the real layout."""
     from PIL import Image
 
     from .pets import CLASSES
@@ -154,6 +155,8 @@ def write_demo_pets(out_dir, trainval_per_class: int = 12, test_per_class: int =
             n = i % per_class + 1
             name = f"{CLASSES[label]}_{n}"
             w, h = int(rng.integers(240, 420)), int(rng.integers(240, 420))
+            if i == per_class - 1:  # a test image whose resize needs MindSpore's float arithmetic (256 x 371, not 372)
+                w, h = 320, 465
             pic = Image.fromarray(img, "RGB").resize((w, h), Image.BILINEAR)
             if i % 97 == 3:
                 pic.convert("CMYK").save(tmp / "images" / f"{name}.jpg", "JPEG", quality=92)

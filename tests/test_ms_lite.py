@@ -1,9 +1,11 @@
 """MindSpore Lite .ms models: files as the 1.0 / 1.1 converters wrote them (made here by the project's writer),
 read back, translated to end2end.onnx and checked against PyTorch; every malformed file is one line and exit 2."""
 import copy
+import dataclasses
 import hashlib
 import io
 import re
+import struct
 
 import numpy as np
 import onnx
@@ -49,16 +51,54 @@ def test_plain_resnet50_is_the_published_architecture(plain):
     assert sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) == 52
 
 
-@pytest.mark.parametrize("generation, head", [("1.0", "matmul"), ("1.1", "fc"), ("1.1", "matmul"), ("1.0", "fc")])
-def test_converted_files_translate_to_the_pytorch_model(plain, tmp_path, generation, head):
+def _with_flatten(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The export with ``torch.flatten`` instead of the authors' ``view``: the Shape ... Reshape chain as one ONNX
+    Flatten (what the Lite parser turns into a Reshape with a shape attribute)."""
+    m = copy.deepcopy(model)
+    chain = [n for n in m.graph.node if n.op_type in ("Shape", "Constant", "Gather", "Unsqueeze", "Concat", "Reshape")]
+    reshape = next(n for n in chain if n.op_type == "Reshape")
+    flat = helper.make_node("Flatten", [reshape.input[0]], [reshape.output[0]], axis=1, name="flatten")
+    nodes = [flat if n is reshape else n for n in m.graph.node if n is reshape or n not in chain]
+    del m.graph.node[:]
+    m.graph.node.extend(nodes)
+    return m
+
+
+# Every form the 1.0 / 1.1 converters can write for this network: format nodes of either generation, either head,
+# the flatten as a computed shape (the authors' view) or as a Reshape attribute [1,-1] / [0,-1], file or
+# breadth-first node order.
+FORMS = [("1.0", "matmul", "view", "file"), ("1.1", "fc", (0, -1), "bfs"), ("1.1", "matmul", "view", "bfs"),
+         ("1.0", "fc", (1, -1), "bfs"), ("1.1", "matmul", (1, -1), "file")]
+
+
+@pytest.mark.parametrize("generation, head, flatten, order", FORMS)
+def test_converted_files_translate_to_the_pytorch_model(plain, tmp_path, generation, head, flatten, order):
     model, exported = plain
-    path = write_ms(from_onnx(exported, generation, head), tmp_path / "m.ms")
+    source = exported if flatten == "view" else _with_flatten(exported)
+    graph = from_onnx(source, generation, head, flatten_shape=(1, -1) if flatten == "view" else flatten, order=order)
+    path = write_ms(graph, tmp_path / "m.ms")
     raw = path.read_bytes()
     assert (raw[4:8] == b"MSL1") == (generation == "1.1")
     graph = read_ms(path)
     ops = [n.op for n in graph.nodes]
     assert ("Nhwc2Nchw" in ops) == (generation == "1.0") and ("Transpose" in ops) == (generation == "1.1")
     assert ("FullConnection" in ops) == (head == "fc") and ("MatMul" in ops) == (head == "matmul")
+    reshape = next(n for n in graph.nodes if n.op == "Reshape")
+    if flatten == "view":  # the chain, and what the converter's shape inference left after it: no dims, type 7
+        assert {"Shape", "Gather", "Unsqueeze", "Concat"} <= set(ops) and reshape.fields["shape"] is None
+        assert graph.tensors[graph.outputs[0]].dtype is None and graph.tensors[graph.outputs[0]].dims == []
+        assert raw.count(struct.pack("<i", 7)) > 0
+        if generation == "1.1":  # one Transpose per edge that reads the pool
+            pool = next(n for n in graph.nodes if n.op == "Pooling")
+            assert sum(n.op == "Transpose" and n.inputs == pool.outputs for n in graph.nodes) == 2
+    else:
+        assert reshape.fields["shape"] == list(flatten) and len(reshape.inputs) == 1
+    names = [n.name for n in graph.nodes]
+    projection = next(i for i, n in enumerate(names) if "shortcut" in n)
+    if order == "bfs":  # the 1.1 converter's order: a shortcut's projection right after the block's conv1
+        assert names[projection - 1].endswith("conv1/Conv"), names[projection - 2:projection + 1]
+    else:
+        assert names[projection - 1].endswith("conv3/Conv")
     conv = next(n for n in graph.nodes if n.op == "Conv2D")
     assert graph.tensors[conv.inputs[1]].format == "KHWC" and len(conv.inputs) == 3  # the bias as a third input
     onnx_model = to_onnx(graph)
@@ -201,3 +241,95 @@ def test_garbage_never_crashes_the_reader(tmp_path):
             read_ms(tmp_path / "x.ms")
         except InputError:
             pass
+
+
+def _random_topological_order(graph, rng):
+    """The nodes in a random order that still writes every tensor before it is read."""
+    known = set(graph.inputs) | {t.index for t in graph.tensors if t.data is not None}
+    pending, order = list(graph.nodes), []
+    while pending:
+        ready = [n for n in pending if all(t in known for t in n.inputs)]
+        node = ready[int(rng.integers(len(ready)))]
+        order.append(node)
+        known.update(node.outputs)
+        pending.remove(node)
+    return order
+
+
+def test_any_topological_order_gives_the_same_model(plain, tmp_path):
+    """The importer and its numpy check follow the data flow only: a valid file's nodes shuffled into other
+    topological orders translate to the same outputs, bit for bit, and evaluate to the same values."""
+    _, exported = plain
+    graph = from_onnx(exported, "1.1", "matmul", order="bfs")
+    x = np.random.default_rng(2).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    results = []
+    rng = np.random.default_rng(0)
+    # the file's order, its reverse (not even topological: the reader sorts) and three random topological orders
+    orders = [graph.nodes, graph.nodes[::-1]] + [_random_topological_order(graph, rng) for _ in range(3)]
+    for k, nodes in enumerate(orders):
+        path = tmp_path / f"o{k}.ms"
+        write_ms(dataclasses.replace(graph, nodes=list(nodes)), path)
+        read = read_ms(path)
+        assert [n.name for n in read.nodes] == [n.name for n in nodes]
+        onnx.save(to_onnx(read), str(tmp_path / f"o{k}.onnx"))
+        got = OnnxRuntimeBackend().load(tmp_path / f"o{k}.onnx").predict({"input": x})[0]
+        ref = evaluate(read, x[:1].transpose(0, 2, 3, 1))[read.outputs[0]]
+        results.append((got, ref))
+    assert len({tuple(n.name for n in o) for o in orders}) == len(orders)  # the orders do differ
+    for got, ref in results[1:]:
+        assert np.array_equal(got, results[0][0]) and np.array_equal(ref, results[0][1])
+
+
+def _view_tiny():
+    """A tiny classifier that flattens with x.view(x.size(0), -1), as exported (the chain of the real file)."""
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Linear(4, 5)
+
+        def forward(self, x):
+            x = torch.relu(self.conv(x)).mean(dim=(2, 3), keepdim=True)
+            return self.fc(x.view(x.size(0), -1))
+    torch.manual_seed(0)
+    buf = io.BytesIO()
+    torchscript_export(Tiny(), buf, 11, "logits", {"input": {0: "batch"}}, hw=8)
+    return onnx.load_from_string(buf.getvalue())
+
+
+@pytest.mark.parametrize("change, message", [
+    ("gather_channels", "target shape [4, -1] is not a flatten [batch, -1]"),
+    ("minus_one_first", "is not a flatten [batch, -1]"),
+    ("three_dims", "is not a flatten [batch, -1]"),
+    ("float_gather", "Gather): a float input where a shape computation was expected"),
+    ("gather_out_of_range", "indices [7] outside a 4-vector"),
+])
+def test_a_shape_chain_that_is_not_a_flatten_is_refused(tmp_path, change, message):
+    graph = from_onnx(_view_tiny(), "1.1", "fc", order="bfs")
+    gather = next(n for n in graph.nodes if n.op == "Gather")
+    concat = next(n for n in graph.nodes if n.op == "Concat")
+    index, tail = graph.tensors[gather.inputs[1]], graph.tensors[concat.inputs[1]]
+    if change == "gather_channels":  # dim 1 of the NCHW pool: the channel count, not the batch
+        index.data = np.array(1, np.int32)
+    if change == "minus_one_first":
+        concat.inputs = concat.inputs[::-1]
+    if change == "three_dims":
+        tail.data, tail.dims = np.array([-1, 1], np.int32), [2]
+    if change == "float_gather":
+        gather.inputs[0] = next(n for n in graph.nodes if n.op == "Transpose").outputs[0]
+    if change == "gather_out_of_range":
+        index.data = np.array(7, np.int32)
+    path = write_ms(graph, tmp_path / "bad.ms")
+    proc = _export(tmp_path, path)
+    _one_line_exit_2(proc, str(path), message)
+    assert not (tmp_path / "out" / "end2end.onnx").exists()
+
+
+def test_the_view_chain_exports_with_unset_types(tmp_path):
+    graph = from_onnx(_view_tiny(), "1.1", "matmul", order="bfs")
+    untyped = [t for t in graph.tensors if t.data is None and t.dtype is None]
+    assert graph.outputs[0] in [t.index for t in untyped] and len(untyped) == 2  # the Reshape's and the head's
+    proc = _export(tmp_path, write_ms(graph, tmp_path / "t.ms"))
+    assert proc.returncode == 0, proc.stderr
+    m = onnx.load(str(tmp_path / "out" / "end2end.onnx"))
+    ops = [n.op_type for n in m.graph.node]
+    assert "Flatten" in ops and not {"Shape", "Gather", "Unsqueeze", "Concat", "Reshape"} & set(ops)

@@ -12,28 +12,56 @@ from poc.errors import InputError
 
 
 def _rule(img: Image.Image) -> np.ndarray:
-    """MODELS.md, step by step: RGB; shorter side 256 bilinear, the other int(256 * long / short) (unchanged when the
-    shorter side is 256); top = int(round((H - 224) / 2)), left likewise; a 224 crop."""
+    """MODELS.md, step by step, as MindSpore's py_transforms compute it: RGB; aspect = w / h (a float) first, then
+    shorter side 256 bilinear and the other int(256 / aspect) (portrait) or int(256 * aspect) (landscape), unchanged
+    when the shorter side is 256; top = int(round((H - 224) / 2)), left likewise; a 224 crop."""
     img = img.convert("RGB")
     w, h = img.size
     if min(w, h) != 256:
-        if w < h:
-            img = img.resize((256, int(256 * h / w)), Image.BILINEAR)
-        else:
-            img = img.resize((int(256 * w / h), 256), Image.BILINEAR)
+        aspect = w / h
+        img = img.resize((256, int(256 / aspect)) if w < h else (int(256 * aspect), 256), Image.BILINEAR)
     W, H = img.size
     top, left = int(round((H - 224) / 2)), int(round((W - 224) / 2))
     return np.array(img)[top:top + 224, left:left + 224]
 
 
+def _exact(w, h):
+    """The resized size in exact arithmetic (what the toolkit computed before)."""
+    return (256, 256 * h // w) if w < h else (256 * w // h, 256)
+
+
+def _disagreeing_sizes(limit: int, orientation: str) -> list[tuple[int, int]]:
+    """Sizes up to ``limit`` where MindSpore's float arithmetic and exact arithmetic give different resized sizes."""
+    out = []
+    for short in range(100, limit + 1):
+        for long in range(short + 1, limit + 1):
+            w, h = (short, long) if orientation == "portrait" else (long, short)
+            if short != 256 and pets.resized_size(w, h) != _exact(w, h):
+                out.append((w, h))
+    return out
+
+
+def test_the_resize_is_mindsporess_float_arithmetic():
+    portrait = _disagreeing_sizes(1000, "portrait")
+    assert (320, 465) in portrait and len(portrait) == 148  # of the 811,801 sizes 100-1000 x 100-1000
+    assert pets.resized_size(320, 465) == (256, 371) and _exact(320, 465) == (256, 372)
+    # Landscape cannot disagree: 256 * (w / h) only scales the rounded quotient by a power of two, which is exact.
+    assert _disagreeing_sizes(700, "landscape") == []
+    assert pets.resized_size(465, 320) == (372, 256) == _exact(465, 320)
+
+
 @pytest.mark.parametrize("size", [(500, 375), (375, 500), (257, 300), (300, 257), (256, 301), (301, 256),
-                                  (256, 256), (224, 1000), (1, 1), (333, 333)])
+                                  (256, 256), (224, 1000), (1, 1), (333, 333),
+                                  (320, 465), (465, 320), (128, 186), (112, 651), (186, 128)])
 def test_eval_crop_is_the_rule_byte_for_byte(size):
     rng = np.random.default_rng(sum(size))
     img = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB")
     got = pets.eval_crop(img)
     assert got.shape == (224, 224, 3) and got.dtype == np.uint8
     assert np.array_equal(got, _rule(img))
+    if size == (320, 465):  # where the arithmetic matters, the crop is another one than exact arithmetic gives
+        exact = np.array(img.resize(_exact(*size), Image.BILINEAR))[74:74 + 224, 16:16 + 224]
+        assert np.abs(exact.astype(int) - got).max() > 0
 
 
 def _pet_folder(root, names_labels, odd=None):
@@ -131,7 +159,8 @@ def test_pets_profile_end_to_end_on_a_tiny_set(tmp_path):
     assert "published top-1 of the seed card: 80.24 %" in proc.stdout
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["value"][:2] == [{"key": "Number of images", "value": "37"}, {"key": "Number of classes", "value": "37"}]
-    assert (tmp_path / "bin_data" / "img0.bin").stat().st_size == 150_528
+    with Image.open(data / "images" / "Abyssinian_7.jpg") as img:  # the demo's 320x465 image: 256 x 371, cropped
+        assert img.size == (320, 465) and (tmp_path / "bin_data" / "img0.bin").read_bytes() == _rule(img).tobytes()
     fp32 = json.loads((tmp_path / "result_fp32.json").read_text())["metrics"]["top1"]
     assert fp32 > 20.0  # chance is 2.7 %
 
