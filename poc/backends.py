@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -14,14 +15,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from .errors import InputError
+from .errors import InputError, regular_file
 
 
 def load_onnx(path, load_external_data: bool = True) -> onnx.ModelProto:
     """Parse an ONNX file; anything unreadable is one line about the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such model file")
+    path = regular_file(path, "model file")
     try:
         return onnx.load(str(path), load_external_data=load_external_data)
     except Exception as err:  # noqa: BLE001 - any parse failure is one line about this file
@@ -51,7 +50,7 @@ class OnnxRuntimeBackend:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if profile_prefix is not None:
             opts.enable_profiling, opts.profile_file_prefix = True, str(profile_prefix)
-        source = model if isinstance(model, bytes) else str(model)
+        source = model if isinstance(model, bytes) else str(regular_file(model, "model file"))
         try:
             self.session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
         except Exception as err:  # noqa: BLE001 - any load failure is one line about this file
@@ -146,6 +145,9 @@ class OpenVinoBackend:
         ``threads``: a share of the cores (one of several worker processes), one stream; else all of them.
         ``profiling``: time every layer (each request's ``get_profiling_info()`` after a run)."""
         core = openvino_core()
+        regular_file(model_path, "model file")
+        if str(model_path).lower().endswith(".xml") and Path(model_path).with_suffix(".bin").exists():
+            regular_file(Path(model_path).with_suffix(".bin"), "IR weights file")  # a FIFO would block the reader
         try:
             with _native_stderr_dropped():  # the XML parser's C++ logging would print half a page
                 model = core.read_model(str(model_path))
@@ -245,6 +247,9 @@ def batch_streams(model, cores: int) -> int:
     return max(s for s in range(1, min(cores, batch) + 1) if batch % s == 0 and (s == 1 or batch // s >= MIN_STREAM_BATCH))
 
 
+MAX_INPUT_BYTES = 1 << 30  # one batch of the model's input: 24 x 3 x 1024 x 1024 float32 is 288 MiB
+
+
 def backend_for(model_path):
     """The engine that runs a compiled model file: ``.xml`` -> OpenVINO, ``.onnx`` -> ONNX Runtime."""
     return OpenVinoBackend() if str(model_path).lower().endswith(".xml") else OnnxRuntimeBackend()
@@ -260,7 +265,7 @@ class InputSpec:
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape)) * self.dtype.itemsize
+        return math.prod(self.shape) * self.dtype.itemsize  # a Python int: no overflow for absurd shapes
 
 
 _ORT_TYPES = {"tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(float)": np.float32,
@@ -281,4 +286,8 @@ def input_spec(backend, model_path, batchsize: int | None) -> InputSpec:
     if not all(isinstance(d, int) and d > 0 for d in shape):
         raise InputError(model_path, f"input shape {info[0][2]} is dynamic beyond the batch; compile it with "
                                      "atc_convert.sh first")
-    return InputSpec(name, dtype, tuple(shape))
+    spec = InputSpec(name, dtype, tuple(shape))
+    if spec.nbytes > MAX_INPUT_BYTES:  # checked before a batch of it is allocated
+        raise InputError(model_path, f"input {name} {list(shape)} is {spec.nbytes} bytes a batch, more than the "
+                                     f"{MAX_INPUT_BYTES >> 20} MiB the runner allows")
+    return spec

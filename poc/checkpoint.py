@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .cifar import check_opcodes
-from .errors import InputError, atomic_path, first_line
+from .errors import InputError, atomic_path, first_line, regular_file
 from .model import ImageClassifier
 
 TRUST_FLAG = "--trust_checkpoint"
@@ -16,9 +16,7 @@ TRUST_FLAG = "--trust_checkpoint"
 
 def read_checkpoint(path, trust: bool = False, log=print) -> dict:
     """The file's top-level object, via ``torch.load(weights_only=True)`` unless ``trust`` is given."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such checkpoint file" if not path.exists() else "not a regular file")
+    path = regular_file(path, "checkpoint file")
     _check_pickles(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -30,7 +28,7 @@ def read_checkpoint(path, trust: bool = False, log=print) -> dict:
             raise InputError(path, f"refused by weights-only loading ({first_line(err)}); if you trust this file, "
                                    f"pass {TRUST_FLAG} to load it fully and keep only the weights") from None
     except (RuntimeError, EOFError, ValueError, OSError, TypeError, KeyError, IndexError, AttributeError,
-            MemoryError, RecursionError, zipfile.BadZipFile) as err:
+            MemoryError, RecursionError, LookupError, UnicodeError, OverflowError, zipfile.BadZipFile) as err:
         raise InputError(path, f"not a readable PyTorch checkpoint ({first_line(err)})") from None
     log(f"warning: {path}: {TRUST_FLAG} given: loading with weights_only=False (this can run code from the file)")
     try:
@@ -86,6 +84,8 @@ def build_model(path, trust: bool = False, softmax: bool = True, log=print) -> t
     fc = state.get("head.fc.weight")
     if fc is None or fc.ndim != 2:
         raise InputError(path, "no 2-D 'head.fc.weight': not an mmcls ResNet classifier checkpoint")
+    if fc.shape[0] < 2:
+        raise InputError(path, f"'head.fc.weight' {list(fc.shape)}: a classifier has at least 2 classes")
     model = ImageClassifier(num_classes=int(fc.shape[0]), softmax=softmax)
     expected = model.state_dict()
     missing = set(expected) - set(state)

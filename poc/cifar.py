@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import IMAGE_BYTES, IMAGE_CHANNELS, IMAGE_HW
-from .errors import InputError, atomic_file
+from .errors import InputError, atomic_file, read_regular
 
 # (module, name) pairs a CIFAR pickle may reference; numpy 2 moved numpy.core to numpy._core.
 _ALLOWED_GLOBALS = {
@@ -50,47 +50,65 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 # Bounds checked on the opcodes before anything is built. A real CIFAR pickle nests a few levels and fetches a
-# handful of memo entries; far more of either is a file built to blow up whatever walks the result.
-MAX_MARK_DEPTH = 64
+# handful of memo entries; far more of either is a file built to blow up whatever walks the result (a tuple of a
+# tuple ... a million deep, made by TUPLE1 alone, crashes the interpreter that frees it).
+MAX_NESTING = 64
 MAX_MEMO_FETCHES = 100_000
 MAX_PICKLE_BYTES = 2 << 30
 _FETCH_OPS = {"GET", "BINGET", "LONG_BINGET"}
-_MARK_CLOSERS = {"TUPLE", "LIST", "DICT", "APPENDS", "SETITEMS", "ADDITEMS", "FROZENSET", "POP_MARK", "BUILD_INST",
-                 "OBJ", "INST"}
+_PUT_OPS = {"PUT", "BINPUT", "LONG_BINPUT"}
+_IN_PLACE = {"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "BUILD"}  # fill the object below their items
+_MARK = -1
 
 
 def check_opcodes(path: Path, raw: bytes) -> None:
-    """Walk the opcodes (pickletools builds nothing) and refuse nesting or memo fetches beyond the bounds."""
-    depth = fetches = 0
+    """Walk the opcodes (pickletools builds nothing) with the nesting depth of every object on the pickle's stack
+    (an op that builds from popped items nests one deeper than the deepest of them, whatever the opcode), and refuse
+    nesting or memo fetches beyond the bounds."""
+    stack: list[int] = []
+    memo: dict = {}
+    fetches = 0
     try:
-        for op, _, _ in pickletools.genops(raw):
-            if op.name == "MARK":
-                depth += 1
-                if depth > MAX_MARK_DEPTH:
-                    raise InputError(path, f"nested more than {MAX_MARK_DEPTH} levels deep: not a CIFAR pickle")
-            elif op.name in _MARK_CLOSERS:
-                depth -= 1
-            elif op.name in _FETCH_OPS:
+        for op, arg, _ in pickletools.genops(raw):
+            before = [s.name for s in op.stack_before]
+            if op.name in _PUT_OPS or op.name == "MEMOIZE":
+                memo[len(memo) if op.name == "MEMOIZE" else arg] = stack[-1]
+                continue
+            if op.name in _FETCH_OPS:
                 fetches += 1
                 if fetches > MAX_MEMO_FETCHES:
                     raise InputError(path, f"refers to its memo more than {MAX_MEMO_FETCHES} times: not a CIFAR pickle")
-    except (ValueError, EOFError) as err:
+                stack.append(memo.get(arg, 0))
+                continue
+            if op.name == "MARK":
+                stack.append(_MARK)
+                continue
+            popped = []
+            if "mark" in before:
+                while stack[-1] != _MARK:
+                    popped.append(stack.pop())
+                stack.pop()
+                popped += [stack.pop() for _ in range(before.index("mark"))]
+            else:
+                popped = [stack.pop() for _ in before]
+            if op.name == "DUP" or op.name == "READONLY_BUFFER":
+                stack += popped * len(op.stack_after)
+                continue
+            if op.name in _IN_PLACE:  # the container keeps its place; its depth grows only past its new items'
+                depth = max(popped[-1], max(popped[:-1], default=-1) + 1)
+            else:
+                depth = max(popped, default=-1) + 1
+            if depth > MAX_NESTING:
+                raise InputError(path, f"nested more than {MAX_NESTING} levels deep: not a CIFAR pickle")
+            stack += [depth] * len(op.stack_after)
+    except (ValueError, EOFError, IndexError) as err:
         raise InputError(path, f"truncated or corrupt pickle ({type(err).__name__}: {err})") from None
 
 
 def safe_load_pickle(path) -> object:
     """Load a pickle allowing only CIFAR's data types; any other global is refused without being run."""
     path = Path(path)
-    if path.exists() and not path.is_file() and not path.is_dir():
-        raise InputError(path, "not a regular file (a device, FIFO or socket), expected a CIFAR pickle file")
-    try:
-        if path.is_file() and path.stat().st_size > MAX_PICKLE_BYTES:
-            raise InputError(path, f"larger than {MAX_PICKLE_BYTES >> 30} GiB: not a CIFAR pickle")
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(path, "no such file") from None
-    except IsADirectoryError:
-        raise InputError(path, "is a folder, expected a CIFAR pickle file") from None
+    raw = read_regular(path, "CIFAR pickle file", MAX_PICKLE_BYTES)
     check_opcodes(path, raw)
     try:
         return _RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
@@ -147,6 +165,10 @@ def load_split(path) -> CifarSplit:
         raise InputError(path, f"b'data' has dtype {data.dtype}, expected uint8")
     if data.ndim != 2 or data.shape[1] != IMAGE_BYTES:
         raise InputError(path, f"b'data' has shape {list(data.shape)}, expected [N, {IMAGE_BYTES}]")
+    size = path.stat().st_size
+    if not data.flags.c_contiguous or data.nbytes > size:  # an array made without its bytes, or a strided view
+        raise InputError(path, f"b'data' claims {len(data)} images ({data.nbytes} bytes) that the {size}-byte file "
+                               "does not hold")
     if not len(data):
         raise InputError(path, "holds no images (an empty data set)")
     raw_labels = d[key]
@@ -154,6 +176,9 @@ def load_split(path) -> CifarSplit:
     if isinstance(raw_labels, list):
         if not all(type(x) is int or isinstance(x, np.integer) for x in raw_labels):
             raise InputError(path, f"{key!r} is not a list of integers")
+        bad = next((i for i, x in enumerate(raw_labels) if not 0 <= x < num_classes), None)  # before numpy: 2**70
+        if bad is not None:
+            raise InputError(path, f"label {raw_labels[bad]} of image {bad} is outside 0..{num_classes - 1}")
         labels = np.asarray(raw_labels, dtype=np.int64) if raw_labels else np.zeros(0, np.int64)
     elif isinstance(raw_labels, np.ndarray) and raw_labels.ndim == 1 and raw_labels.dtype.kind in "iu":
         labels = raw_labels

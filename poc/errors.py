@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -54,8 +55,8 @@ def run_main(main) -> None:
     except StageError as err:
         _die(str(err), 1)
     except OSError as err:
-        where = err.filename if err.filename is not None else "error"
-        _die(f"{where}: {err.strerror or err}", EXIT_BAD_INPUT)
+        _die(f"{err.filename}: {err.strerror or err}" if err.filename is not None else (err.strerror or str(err)),
+             EXIT_BAD_INPUT)
     except (MemoryError, RecursionError) as err:
         _die(f"input too large or too deeply nested to process ({type(err).__name__})", EXIT_BAD_INPUT)
     except KeyboardInterrupt:
@@ -66,6 +67,64 @@ def run_main(main) -> None:
 def _die(message: str, code: int) -> None:
     print(f"error: {message.splitlines()[0] if message else 'failed'}", file=sys.stderr)
     sys.exit(code)
+
+
+# --- reading: regular files only, and no more than a file of its kind can hold -----------------------------
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)  # a FIFO opens without blocking, then is refused
+
+
+def _check_stat(path, st: os.stat_result, what: str, max_bytes: int | None) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(path, f"is a folder ({what} expected)")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(path, f"not a regular file (a FIFO, device or socket; {what} expected)")
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise InputError(path, f"{st.st_size} bytes: more than the {max_bytes} allowed for the {what}")
+
+
+def regular_file(path, what: str, max_bytes: int | None = None) -> Path:
+    """``path``, if it is a regular file (through links) of at most ``max_bytes``; else one InputError. For libraries
+    that open a path themselves: a FIFO would block them forever, a device never end."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise InputError(path, f"no such {what}") from None
+    except OSError as err:
+        raise InputError(path, f"cannot be read ({err.strerror})") from None
+    _check_stat(path, st, what, max_bytes)
+    return Path(path)
+
+
+def read_regular(path, what: str, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``. Opened without blocking and checked on the open file
+    (no window for a swap), read no further than the bound even if the file grows meanwhile."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except (FileNotFoundError, NotADirectoryError):
+        raise InputError(path, f"no such {what}") from None
+    except IsADirectoryError:
+        raise InputError(path, f"is a folder ({what} expected)") from None
+    except OSError as err:
+        raise InputError(path, f"cannot be read ({err.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        _check_stat(path, st, what, max_bytes)
+        data = f.read(st.st_size + 1)  # read() sizes its buffer by the request: the file's size, never the bound
+    if len(data) > st.st_size:
+        raise InputError(path, "grew while it was read")
+    return data
+
+
+@contextlib.contextmanager
+def naming(path):
+    """An OSError without a file name raised in the block (a full disk, a quota) names ``path``."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None and err.errno is not None:
+            raise OSError(err.errno, err.strerror or os.strerror(err.errno), str(path)) from None
+        raise
 
 
 # --- the output guard -------------------------------------------------------------------------------------
@@ -127,7 +186,7 @@ def atomic_file(path, mode: str = "wb"):
         raise InputError(path, "is a folder, expected a file to write")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=_parent_folder(path))
     try:
-        with os.fdopen(fd, mode) as f:
+        with naming(path), os.fdopen(fd, mode) as f:
             yield f
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600
         os.replace(tmp, path)
@@ -155,7 +214,7 @@ def atomic_path(path):
 
 
 @contextlib.contextmanager
-def _signals_deferred():
+def signals_deferred():
     """SIGINT and SIGTERM wait until the block is over, so a swap of several outputs is never cut halfway.
     (Python runs signal handlers on the main thread only, so deferring them there covers every thread.)"""
     if threading.current_thread() is not threading.main_thread():
@@ -186,6 +245,7 @@ class OutputSet:
     def __init__(self, outputs: dict[str, object], inputs: dict[str, object]):
         check_outputs(outputs, inputs)
         self._swaps: list[tuple[Path, Path, re.Pattern | None]] = []
+        self._swaps_named = ", ".join(str(p) for p in outputs.values() if p is not None)
 
     def folder(self, path, owned: str) -> Path:
         path = Path(path)
@@ -212,17 +272,26 @@ class OutputSet:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.commit()
-        else:
-            self.discard()
+            return
+        swaps = list(self._swaps)
+        self.discard()
+        if isinstance(exc, OSError) and exc.errno is not None:  # a full disk, a quota: name the output, not a temporary
+            where = self._swaps_named if exc.filename is None else str(exc.filename)
+            for path, tmp, _ in swaps:
+                if where == str(tmp) or where.startswith(os.path.join(str(tmp), "")):
+                    where = str(path) + where[len(str(tmp)):]
+            if where != exc.filename:
+                raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), where) from None
 
     def discard(self) -> None:
-        for _, tmp, owned in self._swaps:
-            if owned is None:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
-            else:
-                shutil.rmtree(tmp, ignore_errors=True)
-        self._swaps.clear()
+        with signals_deferred():  # a second Ctrl-C does not leave half the temporaries behind
+            for _, tmp, owned in self._swaps:
+                if owned is None:
+                    with contextlib.suppress(FileNotFoundError):
+                        tmp.unlink()
+                else:
+                    shutil.rmtree(tmp, ignore_errors=True)
+            self._swaps.clear()
 
     def commit(self) -> None:
         old_folders = []
@@ -232,7 +301,7 @@ class OutputSet:
                     for entry in path.iterdir():
                         if not owned.fullmatch(entry.name) and not entry.name.startswith(f".{path.name}."):
                             _carry(entry, tmp / entry.name)
-            with _signals_deferred():
+            with signals_deferred():
                 for path, tmp, owned in self._swaps:
                     if owned is not None and (path.exists() or path.is_symlink()):
                         aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
@@ -240,14 +309,16 @@ class OutputSet:
                         old_folders.append((path, aside))
                     os.replace(tmp, path)
         except BaseException:
-            for path, aside in old_folders:  # put back a folder whose replacement did not arrive
-                if not path.exists():
-                    os.replace(aside / "previous", path)
+            with signals_deferred():
+                for path, aside in old_folders:  # put back a folder whose replacement did not arrive
+                    if not path.exists():
+                        os.replace(aside / "previous", path)
             self.discard()
             raise
         finally:
-            for _, aside in old_folders:
-                shutil.rmtree(aside, ignore_errors=True)
+            with signals_deferred():  # removing a 60,000-file old folder takes a while: not cut by a Ctrl-C
+                for _, aside in old_folders:
+                    shutil.rmtree(aside, ignore_errors=True)
         self._swaps.clear()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import IMAGE_CHANNELS, IMAGE_HW, MEAN_RGB_255, STD_RGB_255
-from .errors import InputError, first_line
+from .errors import InputError, first_line, read_regular, regular_file
 
 OUTFMTS = ("TXT", "NPY", "BIN")
 # ais_bench's output names: {input stem}_{output index}.{txt|npy|bin}
@@ -50,14 +50,15 @@ def natural_key(path) -> tuple:
     return (parts, name)
 
 
-def read_text_file(path, what: str, encoding: str = "utf-8") -> str:
-    """The text of ``path``; a missing file, a folder or bytes that are not ``encoding`` are one line naming it."""
-    path = Path(path)
+MAX_TEXT_BYTES = 16 << 20  # a label file for a million images; configs, split files and index.txt are far smaller
+
+
+def read_text_file(path, what: str, encoding: str = "utf-8", max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """The text of ``path``: a missing file, a folder, a FIFO or device, more than ``max_bytes`` or bytes that are
+    not ``encoding`` are one line naming it."""
     try:
-        return path.read_text(encoding=encoding)
-    except (FileNotFoundError, NotADirectoryError):
-        raise InputError(path, f"no such {what}") from None
-    except (UnicodeDecodeError, IsADirectoryError):
+        return read_regular(path, what, max_bytes).decode(encoding)
+    except UnicodeDecodeError:
         name = encoding.upper()
         raise InputError(path, f"not {'an' if name[0] in 'AEIO' else 'a'} {name} text file ({what} expected)") from None
 
@@ -71,8 +72,8 @@ def read_labels(path) -> dict[str, int]:
         if not line.strip():
             continue
         parts = line.split()
-        if len(parts) != 2 or not re.fullmatch(r"[0-9]+", parts[1]):
-            raise InputError(path, f"line {n}: expected 'img{{i}} {{label}}' with a label >= 0, "
+        if len(parts) != 2 or not re.fullmatch(r"[0-9]{1,9}", parts[1]):  # a class index, not a 2**70
+            raise InputError(path, f"line {n}: expected 'img{{i}} {{label}}' with a label 0..999999999, "
                                    f"found {line.strip()[:60]!r}")
         if parts[0] in labels:
             raise InputError(path, f"line {n}: {parts[0]} is labelled twice")
@@ -188,6 +189,8 @@ def write_file(path, data: bytes) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
+    except OSError as err:  # os.write names no file: a full disk should say which
+        raise OSError(err.errno, err.strerror, str(path)) from None
     finally:
         os.close(fd)
 
@@ -201,19 +204,31 @@ def write_output(path: Path, arr: np.ndarray, fmt: str) -> None:
         write_file(path, np.ascontiguousarray(arr).tobytes())
 
 
+MAX_OUTPUT_BYTES = 64 << 20  # one output of a classifier: a million classes in TXT is 9 MB
+
+
+def load_npy(path, what: str, max_bytes: int) -> np.ndarray:
+    """A .npy array without pickles, mapped first so that a header claiming more than the file holds is refused
+    before anything is allocated."""
+    regular_file(path, what, max_bytes)
+    arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    return np.array(arr) if isinstance(arr, np.memmap) else arr
+
+
 def read_output_vector(path: Path) -> np.ndarray:
     """One output file as a float64 vector (BIN outputs are float32, as the model writes them)."""
+    what = "inference output file"
     try:
         if path.suffix == ".txt":
-            return np.array(path.read_text(encoding="utf-8").split(), dtype=np.float64)
+            return np.array(read_regular(path, what, MAX_OUTPUT_BYTES).decode("utf-8").split(), dtype=np.float64)
         if path.suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
+            arr = load_npy(path, what, MAX_OUTPUT_BYTES)
             if not isinstance(arr, np.ndarray) or arr.dtype.fields is not None or arr.dtype.kind not in "iufb":
                 raise InputError(path, f"not a numeric array (dtype {getattr(arr, 'dtype', type(arr).__name__)})")
             return arr.astype(np.float64).ravel()
-        size = path.stat().st_size
-        if size % 4:
-            raise InputError(path, f"{size} bytes is not a whole number of float32 values")
-        return np.fromfile(path, dtype="<f4").astype(np.float64)
+        raw = read_regular(path, what, MAX_OUTPUT_BYTES)
+        if len(raw) % 4:
+            raise InputError(path, f"{len(raw)} bytes is not a whole number of float32 values")
+        return np.frombuffer(raw, dtype="<f4").astype(np.float64)
     except (ValueError, OSError, UnicodeDecodeError, EOFError) as err:
         raise InputError(path, f"unreadable output ({first_line(err, 100)})") from None

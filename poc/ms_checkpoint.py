@@ -8,6 +8,7 @@ Parsing protobuf runs no code from the file; sizes are checked against dims befo
 """
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from .errors import InputError
+from .errors import InputError, read_regular
 from .prototext import F, message_class
 
 _OPT, _REP = F.LABEL_OPTIONAL, F.LABEL_REPEATED
@@ -30,6 +31,7 @@ _Checkpoint = message_class("poc_ms_ckpt", {
 
 CRC_MARK = b"crc_num"
 MAX_FILE_BYTES = 4 << 30
+MAX_RANK = 8
 # tensor_type -> numpy dtype; 1.x spells UInt as Uint
 DTYPES = {"Int8": np.int8, "Int16": np.int16, "Int32": np.int32, "Int64": np.int64, "UInt8": np.uint8,
           "Uint8": np.uint8, "UInt16": np.uint16, "Uint16": np.uint16, "UInt32": np.uint32, "Uint32": np.uint32,
@@ -47,11 +49,7 @@ class Checkpoint:
 
 def read_ckpt(path) -> Checkpoint:
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such checkpoint file" if not path.exists() else "not a regular file")
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise InputError(path, f"larger than {MAX_FILE_BYTES >> 30} GiB: not a checkpoint")
-    raw = path.read_bytes()
+    raw = read_regular(path, "MindSpore checkpoint", MAX_FILE_BYTES)
     if not raw:
         raise InputError(path, "an empty file, not a MindSpore checkpoint")
     crc = "none"
@@ -106,10 +104,10 @@ def _array(path: Path, tag: str, kind: str, dims: list[int], content: bytes) -> 
     else:
         raise InputError(path, f"{tag}: tensor type '{kind}' is not read (known: {', '.join(sorted(set(DTYPES)))}, "
                                "BFloat16)")
-    if any(d < 0 for d in dims):
-        raise InputError(path, f"{tag}: negative dims {dims}")
+    if len(dims) > MAX_RANK or any(d < 0 for d in dims):
+        raise InputError(path, f"{tag}: dims {dims[:MAX_RANK + 1]}")
     shape = [] if dims == [0] else dims  # MindSpore stores a 0-d tensor with dims [0]
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    count = math.prod(shape)  # a Python int: dims whose product overflows int64 still compare exactly below
     if count * dtype.itemsize != len(content):
         raise InputError(path, f"{tag}: {len(content)} bytes do not match dims {dims} of {kind} "
                                f"({count * dtype.itemsize} bytes)")

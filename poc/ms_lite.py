@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, read_regular
 
 MAX_FILE_BYTES = 1 << 30
 MAX_ITEMS = 1 << 24  # any vector longer than this in a model file is a corrupt length
@@ -189,11 +189,7 @@ class _Table:
 def read_ms(path) -> LiteGraph:
     """Read and check a ``.ms`` file; any fault is an InputError naming the file and what is wrong."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such model file" if not path.exists() else "not a regular file")
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise InputError(path, f"larger than {MAX_FILE_BYTES >> 30} GiB: not a model file")
-    buf = path.read_bytes()
+    buf = read_regular(path, "MindSpore Lite model", MAX_FILE_BYTES)
     r = _Reader(path, buf)
     if len(buf) < 8:
         r.fail(f"{len(buf)} bytes")

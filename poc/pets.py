@@ -4,13 +4,15 @@ grayscale, RGBA, CMYK, PNG data under a .jpg name), and ResNet50-0.65x's eval tr
 side truncated), then a center crop of 224 with rounded offsets. The normalisation is AIPP's job."""
 from __future__ import annotations
 
+import re
+import threading
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .errors import InputError
+from .errors import InputError, regular_file
 from .files import read_text_file
 
 CLASSES = ("Abyssinian", "american_bulldog", "american_pit_bull_terrier", "basset_hound", "beagle", "Bengal", "Birman",
@@ -20,7 +22,19 @@ CLASSES = ("Abyssinian", "american_bulldog", "american_pit_bull_terrier", "basse
            "Russian_Blue", "saint_bernard", "samoyed", "scottish_terrier", "shiba_inu", "Siamese", "Sphynx",
            "staffordshire_bull_terrier", "wheaten_terrier", "yorkshire_terrier")
 RESIZE, CROP = 256, 224
-MAX_PIXELS = 100_000_000  # larger images are refused: a decompression bomb, not a pet photo
+# Larger images are refused: a decompression bomb, not a pet photo. Decoded whole (the transform resizes the full
+# image, so a reduced decode would change the crop), one such image takes up to 4 bytes a pixel, twice over.
+MAX_PIXELS = 36_000_000
+BIG_PIXELS = 4_000_000  # images above this decode one at a time, so that the decoding threads never add them up
+_BIG_DECODE = threading.Lock()
+SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a split is a file name inside annotations/
+
+
+def split_file(src_dir, split: str) -> Path:
+    """``{src_dir}/annotations/{split}``; a split that is a path rather than a name is refused."""
+    if not SPLIT_NAME.fullmatch(split) or ".." in split:
+        raise InputError("--split", f"'{split[:60]}': a file name inside annotations/ (e.g. test.txt), not a path")
+    return Path(src_dir) / "annotations" / split
 
 
 def read_split(path) -> list[tuple[str, int]]:
@@ -58,7 +72,8 @@ def resized_size(w: int, h: int) -> tuple[int, int]:
 
 def eval_crop(img: Image.Image) -> np.ndarray:
     """uint8 HWC RGB [224,224,3]: shorter side 256 (bilinear; unchanged when it already is 256), center crop 224."""
-    img = img.convert("RGB")
+    if img.mode != "RGB":
+        img = img.convert("RGB")
     size = resized_size(*img.size)
     if size != img.size:
         img = img.resize(size, Image.BILINEAR)
@@ -69,14 +84,20 @@ def eval_crop(img: Image.Image) -> np.ndarray:
 
 def load_image(path: Path) -> np.ndarray:
     """One image through the eval transform; a missing, truncated or undecodable file is one InputError."""
+    regular_file(path, "image (listed in the split file)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 if img.width * img.height > MAX_PIXELS:
-                    raise InputError(path, f"{img.width}x{img.height} pixels: too large for a photo")
-                img.load()
-                return eval_crop(img)
+                    raise InputError(path, f"{img.width}x{img.height} pixels: more than the {MAX_PIXELS} a photo "
+                                           "is allowed")
+                if img.width * img.height <= BIG_PIXELS:
+                    img.load()
+                    return eval_crop(img)
+                with _BIG_DECODE:
+                    img.load()
+                    return eval_crop(img)
     except FileNotFoundError:
         raise InputError(path, "no such image (listed in the split file)") from None
     except InputError:

@@ -60,7 +60,7 @@ def preprocess_pets(src_dir, split: str, bin_path, label_path, pic_path=None, li
     log = log or Log(stage="preprocess")
     start = time.perf_counter()
     src_dir = Path(src_dir)
-    split_file = src_dir / "annotations" / split
+    split_file = pets.split_file(src_dir, split)
     outputs = OutputSet({"--bin_path": bin_path, "--pic_path": pic_path, "--label_path": label_path},
                         {"--src_path": src_dir})
     entries = pets.read_split(split_file)[:limit]

@@ -39,7 +39,7 @@ def read_index(path) -> list[np.ndarray]:
     """``index.txt``: 16 lines of space-separated channel indices, one line per block; each line holds q unique
     indices within the block's full width 4c. Anything else is refused with the line and what is wrong."""
     path = Path(path)
-    lines = read_text_file(path, "index file (channel indices)", encoding="ascii").splitlines()
+    lines = read_text_file(path, "index file (channel indices)", encoding="ascii", max_bytes=1 << 20).splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     if len(lines) != INDEX_LINES:
@@ -48,8 +48,8 @@ def read_index(path) -> list[np.ndarray]:
     for n, (line, (_, _, c)) in enumerate(zip(lines, block_plan(), strict=True), start=1):
         q = pruned_widths(c)[1]
         parts = line.split()
-        if not all(p.isascii() and p.isdigit() for p in parts):
-            bad = next(p for p in parts if not (p.isascii() and p.isdigit()))
+        if not all(p.isascii() and p.isdigit() and len(p) <= 6 for p in parts):  # a channel, not a 2**70
+            bad = next(p for p in parts if not (p.isascii() and p.isdigit() and len(p) <= 6))
             raise InputError(path, f"line {n}: '{bad[:20]}' is not a channel index")
         idx = np.array([int(p) for p in parts], np.int64)
         if len(idx) != q:

@@ -19,6 +19,8 @@ import contextlib
 import json
 import os
 import queue
+import re
+import signal
 import sys
 import threading
 import time
@@ -29,13 +31,15 @@ import numpy as np
 
 from . import ascend
 from .config import SUMMARY_SUFFIX
-from .errors import InputError, OutputSet, ToolError, first_line, run_main
-from .files import OUTFMTS, OUTPUT_OWNED, format_txt, natural_key, read_small_file, write_file, write_output
+from .errors import InputError, OutputSet, ToolError, first_line, run_main, signals_deferred
+from .files import OUTFMTS, OUTPUT_OWNED, format_txt, load_npy, natural_key, read_small_file, write_file, write_output
 from .progress import Log
 
 PREFETCH_BATCHES = 4
 SWITCH_INTERVAL_S = 0.0002
 INPUT_SUFFIXES = (".bin", ".npy")
+MAX_NPY_INPUT_BYTES = 1 << 30  # the first .npy input, before the model's input size tells what one should hold
+DEVICE_IDS = re.compile(r"[0-9]{1,3}(,[0-9]{1,3})*")  # ASCII digits only: int() also takes "1_0" and "٣"
 
 # ais_bench flags with no meaning for the CPU runner: accepted (so a ModelZoo command line works unchanged),
 # handed to ais_bench as given for an .om, and named in one log line on the CPU. value: takes an argument.
@@ -73,11 +77,10 @@ class RunOptions:
 
     @property
     def devices(self) -> list[int]:
-        try:
-            ids = [int(d) for d in str(self.device).split(",")]
-        except ValueError:
-            raise InputError("--device", f"'{self.device}': expected an id or a list such as 0,1") from None
-        if not ids or any(not 0 <= d <= 255 for d in ids) or len(set(ids)) != len(ids):
+        if not DEVICE_IDS.fullmatch(str(self.device)):
+            raise InputError("--device", f"'{self.device}': expected an id or a list such as 0,1 (ASCII digits)")
+        ids = [int(d) for d in str(self.device).split(",")]
+        if any(not 0 <= d <= 255 for d in ids) or len(set(ids)) != len(ids):
             raise InputError("--device", f"'{self.device}': ids must be distinct, 0..255 (as in ais_bench)")
         return ids
 
@@ -90,6 +93,10 @@ class RunOptions:
             raise InputError("--batchsize", f"{self.batchsize}: must be at least 1")
         if self.outfmt not in OUTFMTS:
             raise InputError("--outfmt", f"'{self.outfmt}' is not one of {', '.join(OUTFMTS)}")
+        if self.threads < 0:
+            raise InputError("--threads", f"{self.threads}: must be 0 (all cores) or more")
+        if self.output_batchsize_axis < 0:
+            raise InputError("--output_batchsize_axis", f"{self.output_batchsize_axis}: must be 0 or more")
         if self.output_dirname is not None and (self.output_dirname in ("", ".", "..")
                                                 or os.sep in self.output_dirname):
             raise InputError("--output_dirname", f"'{self.output_dirname}': must name one sub-folder of --output")
@@ -130,8 +137,8 @@ def list_inputs(spec: str) -> list[str]:
 def read_input(path: str, dtype: np.dtype, expected: int = 0) -> bytes:
     """One input file's bytes (``expected``: the size a .bin should have, read in one call)."""
     if path[-4:].lower() == ".npy":  # a string test, not a Path per file: the reader shares the engine's cores
-        try:
-            arr = np.load(path, allow_pickle=False)
+        try:  # an .npy's header is at most 64 KiB (format 2 and 3)
+            arr = load_npy(path, "input file", expected + (64 << 10) if expected else MAX_NPY_INPUT_BYTES)
         except (ValueError, OSError, EOFError) as err:
             raise InputError(path, f"not a readable .npy array ({first_line(err, 100)})") from None
         if not isinstance(arr, np.ndarray) or arr.dtype != dtype:
@@ -298,6 +305,9 @@ def write_batches(in_q: queue.Queue, write_dir: Path, out_prefix: str, plan: Pla
                         and out.shape[0] == plan.per_batch:
                     texts = format_txt(out).splitlines(keepends=True)  # one formatting call for the batch
                 else:
+                    if opts.output_batchsize_axis >= out.ndim:
+                        raise InputError("--output_batchsize_axis", f"{opts.output_batchsize_axis}: output {oi} has "
+                                                                    f"{out.ndim} axes {list(out.shape)}")
                     parts = np.array_split(out, plan.per_batch, axis=opts.output_batchsize_axis)
                 for k in range(batch.real):
                     name = f"{stems[k]}_{oi}.{ext}"
@@ -473,19 +483,45 @@ def summarise(opts: RunOptions, plan: Plan, batch: int, compute, h2d, written: W
 
 # --- several devices: one worker process each, as ais_bench runs one process per NPU ------------------------
 
-def _worker(index: int, opts: RunOptions, barrier, results) -> None:
-    try:
-        summary = run(opts, Log(True), show_summary=False, ready=lambda: barrier.wait(timeout=600))
-        results.put((index, summary["throughput"], summary["start_time"], summary["end_time"], None))
-    except BaseException as err:  # noqa: BLE001 - reported by the parent as one line
-        barrier.abort()
-        results.put((index, None, None, None, (type(err).__name__, str(err))))
+def _interrupt_once(signum, frame):
+    """A worker's SIGINT / SIGTERM: the first one interrupts (its run discards its temporaries), later ones do
+    nothing (a Python no-op rather than SIG_IGN: a signal already caught would otherwise be reported as a race)."""
+    signal.signal(signal.SIGINT, _ignore)
+    signal.signal(signal.SIGTERM, _ignore)
+    raise KeyboardInterrupt
+
+
+def _ignore(signum, frame):
+    pass
+
+
+def _worker(runs: list[tuple[int, RunOptions]], barrier, results) -> None:
+    """One worker process: its devices' runs one after the other (the first starts timing with the other workers'),
+    a result per run onto ``results``."""
+    signal.signal(signal.SIGINT, _interrupt_once)
+    signal.signal(signal.SIGTERM, _interrupt_once)
+    failed = None
+    for j, (index, opts) in enumerate(runs):
+        if failed is not None:
+            results.put((index, None, None, None, failed))
+            continue
+        try:
+            summary = run(opts, Log(True), show_summary=False,
+                          ready=(lambda: barrier.wait(timeout=600)) if j == 0 else None)
+            results.put((index, summary["throughput"], summary["start_time"], summary["end_time"], None))
+        except BaseException as err:  # noqa: BLE001 - reported by the parent as one line
+            if j == 0:
+                barrier.abort()
+            failed = (type(err).__name__, str(err))
+            results.put((index, None, None, None, failed))
 
 
 def run_devices(opts: RunOptions, log: Log) -> float:
-    """``--device 0,1``: one worker process per device id, each with its share of the cores and a contiguous share
-    of the batches, outputs in ``{output_dirname}/device{id}/`` with ``device{id}_summary.json`` (ais_bench's
-    layout); the workers start timing together. Prints ais_bench's per-device and summary throughput lines."""
+    """``--device 0,1``: one run per device id, with a contiguous share of the batches, outputs in
+    ``{output_dirname}/device{id}/`` with ``device{id}_summary.json`` (ais_bench's layout). The runs go to at most
+    one worker process per core (more would only share the cores and multiply the memory), each with its share of
+    the cores; the workers start timing together. Prints ais_bench's per-device and summary throughput lines. An
+    interrupt reaches every worker once, and each removes its temporaries before the parent exits."""
     import multiprocessing
 
     from .backends import backend_for, input_spec
@@ -502,21 +538,40 @@ def run_devices(opts: RunOptions, log: Log) -> float:
     if opts.output is not None:
         OutputSet({"--output/--output_dirname": os.path.join(opts.output, dirname)},
                   {"--model": opts.model, **{f"--input {p}": p for p in (opts.input or "").split(",") if p.strip()}})
-    threads = opts.threads or max(1, len(os.sched_getaffinity(0)) // len(devices))
-    log(f"{len(devices)} workers (devices {opts.device}), {threads} threads each"
-        + (f", {', '.join(str(len(s)) for s in shares)} files" if plan.files else ""))
     active = [i for i in range(len(devices)) if not plan.files or shares[i]]  # fewer batches than devices: idle ones
+    cores = len(os.sched_getaffinity(0))
+    n_workers = min(len(active), cores)
+    threads = min(opts.threads, cores) if opts.threads else max(1, cores // n_workers)
+    log(f"{len(devices)} devices ({opts.device}) on {n_workers} worker processes"
+        + (f" (at most one per core: {cores})" if n_workers < len(active) else "") + f", {threads} threads each"
+        + (f", {', '.join(str(len(s)) for s in shares)} files" if plan.files else ""))
+    runs: list[list[tuple[int, RunOptions]]] = [[] for _ in range(n_workers)]
+    for k, i in enumerate(active):
+        runs[k % n_workers].append((i, RunOptions(**{
+            **vars(opts), "device": str(devices[i]), "threads": threads, "quiet": True, "files": shares[i],
+            "output_dirname": f"device{devices[i]}",
+            "output": os.path.join(opts.output, dirname) if opts.output is not None else None})))
     ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(len(active)), ctx.Queue()
-    workers = []
-    for i in active:
-        w = RunOptions(**{**vars(opts), "device": str(devices[i]), "threads": threads, "quiet": True,
-                          "files": shares[i], "output_dirname": f"device{devices[i]}",
-                          "output": os.path.join(opts.output, dirname) if opts.output is not None else None})
-        workers.append(ctx.Process(target=_worker, args=(i, w, barrier, results), daemon=True))
-    for p in workers:
-        p.start()
-    got = [results.get() for _ in workers]
+    barrier, results = ctx.Barrier(n_workers), ctx.Queue()
+    workers = [ctx.Process(target=_worker, args=(r, barrier, results), daemon=True) for r in runs]
+    sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the workers start with it ignored until their handler
+    try:
+        for p in workers:
+            p.start()
+    finally:
+        signal.signal(signal.SIGINT, sigint)
+    try:
+        got = _collect(results, len(active), workers, runs)
+    except BaseException:
+        with signals_deferred():  # every worker removes its temporaries before this process exits
+            for p in workers:
+                if p.is_alive():
+                    p.terminate()
+            for p in workers:
+                p.join()
+        raise
+    finally:
+        results.close()
     for p in workers:
         p.join()
     failed = [g for g in got if g[4] is not None]
@@ -524,13 +579,30 @@ def run_devices(opts: RunOptions, log: Log) -> float:
         name, message = failed[0][4]
         if name == "InputError":
             raise InputError(message.split(": ", 1)[0], message.split(": ", 1)[-1])
+        if name == "KeyboardInterrupt":
+            raise KeyboardInterrupt
         raise ToolError(f"worker {failed[0][0]} (device {devices[failed[0][0]]}) failed: {name}: {message}")
     total = 0.0
-    for index, throughput, start, end, _ in got:
+    for index, throughput, start, end, _ in sorted(got):
         print(f"i:{index} device_{devices[index]} throughput:{throughput} start_time:{start} end_time:{end}")
         total += throughput
     print(f"[INFO] summary throughput:{total}", flush=True)
     return total
+
+
+def _collect(results, count: int, workers: list, runs: list) -> list:
+    """``count`` results from the workers; a worker that dies without reporting (killed) is one line, not a hang."""
+    got = []
+    while len(got) < count:
+        try:
+            got.append(results.get(timeout=0.5))
+        except queue.Empty:
+            dead = [k for k, p in enumerate(workers) if p.exitcode not in (None, 0)]
+            if dead and results.empty():
+                ids = ", ".join(str(o.device) for _, o in runs[dead[0]])
+                raise ToolError(f"the worker for device(s) {ids} ended with exit code {workers[dead[0]].exitcode} "
+                                "without a result") from None
+    return got
 
 
 # --- command line ----------------------------------------------------------------------------------------
@@ -595,6 +667,10 @@ def main(argv=None) -> int:
         raise InputError(model, "expected an .om (ais_bench), .onnx (ONNX Runtime) or .xml (OpenVINO) model")
     log(f"backend: cpu ({'OpenVINO' if model.suffix == '.xml' else 'ONNX Runtime'} runner; the model is "
         f"{model.suffix})")
+    cores = len(os.sched_getaffinity(0))
+    if opts.threads > cores:  # more threads than cores only wait on each other (and 100,000 of them exhaust memory)
+        log(f"--threads {opts.threads}: capped at the {cores} cores this process may use")
+        opts.threads = cores
     if len(opts.devices) > 1:
         run_devices(opts, log)
     else:

@@ -54,13 +54,15 @@ def score(result_dir, label_path, topk: int = 5, allow_missing: bool = False, lo
     hit_rank = (order == y[:, None])
     topk_acc = {i: float(hit_rank[:, :i].any(1).mean() * 100) for i in range(1, k + 1)}
     pred = order[:, 0]
-    per_class = [float((pred[y == c] == c).mean() * 100) if (y == c).any() else None for c in range(num_classes)]
-    confusion = np.zeros((num_classes, num_classes), np.int64)
-    np.add.at(confusion, (y, pred), 1)
-    np.fill_diagonal(confusion, 0)
-    flat = np.argsort(-confusion, axis=None, kind="stable")[:10]
-    pairs = [{"true": int(i // num_classes), "predicted": int(i % num_classes),
-              "count": int(confusion.flat[i])} for i in flat if confusion.flat[i] > 0]
+    seen, hits = np.bincount(y, minlength=num_classes), np.bincount(y[pred == y], minlength=num_classes)
+    per_class = [float(hits[c] / seen[c] * 100) if seen[c] else None for c in range(num_classes)]
+    # the confused pairs that occur (at most one per image), not a classes x classes table: an output of 12,000
+    # values would make that 1 GB
+    wrong = pred != y
+    codes, counts = np.unique(y[wrong].astype(np.int64) * num_classes + pred[wrong], return_counts=True)
+    top = np.argsort(-counts, kind="stable")[:10]  # ties: the lower (true, predicted) pair first
+    pairs = [{"true": int(codes[i] // num_classes), "predicted": int(codes[i] % num_classes),
+              "count": int(counts[i])} for i in top]
     return {"num_images": len(stems), "num_classes": num_classes, "topk": topk_acc, "per_class_top1": per_class,
             "most_confused": pairs, "missing": len(missing)}
 

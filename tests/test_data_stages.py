@@ -143,7 +143,7 @@ def test_truncated_and_missing_pickle(cifar100, tmp_path):
     cut.write_bytes(whole[: len(whole) // 2])
     with pytest.raises(InputError, match="truncated or corrupt"):
         cifar.load_split(cut)
-    with pytest.raises(InputError, match="no such file"):
+    with pytest.raises(InputError, match="no such CIFAR pickle file"):
         cifar.load_split(tmp_path / "nope")
 
 
