@@ -382,7 +382,7 @@ def test_an_interrupt_during_a_multi_device_run(tmp_path, engine, sig, target):
         model = _openvino_ir(model, tmp_path / "m.xml")
     write_bins(tmp_path / "in", 480)
     proc = subprocess.Popen(["bash", str(ROOT / "infer.sh"), "--model", str(model), "--input", "in", "--output", "o",
-                             "--output_dirname", "dst", "--outfmt", "TXT", "--device", "0,1", "--loop", "3000"],
+                             "--output_dirname", "dst", "--outfmt", "TXT", "--device", "0,1", "--loop", "30000"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, PYTHON=sys.executable), start_new_session=True)
     deadline = time.time() + 120
