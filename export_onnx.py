@@ -18,7 +18,7 @@ def main():
     profiles.add_argument(p)
     p.add_argument("--checkpoint", default=None, help="mmcls / mmpretrain checkpoint (.pth)")
     p.add_argument("--index", default=None,
-                   help="ResNet50-0.65x's index.txt (default: the one that ships with profile ms-resnet50-0.65x-pets)")
+                   help="a pruned model's channel index file (default: the one that ships with the profile)")
     p.add_argument("--model", default=None, metavar="FILE.ms",
                    help="a MindSpore Lite model (.ms, Lite 1.0/1.1 schema) to translate instead of a checkpoint")
     p.add_argument("--work-dir", "--work_dir", dest="work_dir", default=config.MODELS_DIR,
@@ -51,7 +51,7 @@ def main():
         if args.checkpoint is None:
             p.error(f"--profile {profile.name} exports from its MindSpore checkpoint: give --checkpoint FILE.ckpt "
                     f"(the published asset: {', '.join(profile.assets)})")
-        export_pruned(args.checkpoint, args.index or profile.aipp_conf.with_name("index.txt"),
+        export_pruned(args.checkpoint, args.index or profile.index_file,
                       Path(args.work_dir) / args.output, profile.image_hw, log, profile.mean_rgb_255,
                       profile.std_rgb_255)
         return

@@ -80,7 +80,7 @@ else
 fi
 
 if [[ "$DATASET" == pets ]]; then
-    stage preprocess "$PYTHON" "$POC_ROOT/preprocess_pets.py" --src_path "$DATA" --split "$EVAL_SPLIT" \
+    stage preprocess "$PYTHON" "$POC_ROOT/preprocess_pets.py" "${P[@]}" --src_path "$DATA" --split "$EVAL_SPLIT" \
         --bin_path "$BIN_DIR" --label_path "$LABEL_FILE" --pic_path "$PIC_DIR" "${QUIET[@]}"
     CALIB_SRC="$DATA"  # the image folder; the profile names its trainval split
 else

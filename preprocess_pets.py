@@ -17,10 +17,12 @@ PETS = "ms-resnet50-0.65x-pets"
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    profile = profiles.get(PETS)
-    p.add_argument("--src_path", default=profile.data_dir,
-                   help="the data set folder: images/ and annotations/ (default: %(default)s)")
-    p.add_argument("--split", default=profile.eval_split, help="split file in annotations/ (default: %(default)s)")
+    profiles.add_argument(p, default=PETS, dataset="pets")
+    p.add_argument("--src_path", default=None,
+                   help=f"the data set folder: images/ and annotations/ (default: the profile's, "
+                        f"{profiles.get(PETS).data_dir})")
+    p.add_argument("--split", default=None,
+                   help=f"split file in annotations/ (default: the profile's, {profiles.get(PETS).eval_split})")
     p.add_argument("--bin_path", default=config.BIN_DIR, help="folder for img{i}.bin (default: %(default)s)")
     p.add_argument("--label_path", default=config.LABEL_FILE, help="label file (default: %(default)s)")
     p.add_argument("--pic_path", default=config.PIC_DIR, help="folder for img{i}.png (default: %(default)s)")
@@ -32,7 +34,9 @@ def main():
     args = p.parse_args()
     if args.limit is not None and args.limit < 1:
         p.error("--limit must be at least 1")
-    preprocess_pets(args.src_path, args.split, args.bin_path, args.label_path, None if args.no_pic else args.pic_path,
+    profile = profiles.get(args.profile)
+    preprocess_pets(args.src_path or profile.data_dir, args.split or profile.eval_split, args.bin_path, args.label_path,
+                    None if args.no_pic else args.pic_path,
                     args.limit, args.skip_bad, Log(args.quiet, "preprocess"))
 
 

@@ -254,7 +254,7 @@ def make_demo_pets_model(data_dir, out_path, seed: int = 0, bn_images: int = 128
 
     (train_x, train_y), (test_x, test_y) = load(profile.calib_split), load(profile.eval_split)
     torch.manual_seed(seed)
-    model = PrunedResNet50(read_index(profile.aipp_conf.with_name("index.txt")), num_classes=len(pets.CLASSES))
+    model = PrunedResNet50(read_index(profile.index_file), num_classes=len(pets.CLASSES))
     with torch.no_grad():
         for blk in model.blocks():
             torch.nn.init.constant_(blk.bn3.weight, RESIDUAL_GAIN)

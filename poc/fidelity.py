@@ -18,6 +18,7 @@ import onnxruntime as ort
 
 from .backends import OnnxRuntimeBackend
 from .config import BATCH_SIZE
+from .errors import StageError
 from .files import normalise
 from .progress import Log
 
@@ -78,30 +79,47 @@ def compare(ref: np.ndarray, got: np.ndarray, labels) -> Fidelity:
     return f
 
 
-def layer_group(node_name: str) -> str:
-    """stem / layer1..layer4 / head from the exporter's node names: ``/backbone/layer2/...`` is layer2, the rest of
-    ``/backbone/`` is the stem, and everything after the backbone (neck pooling, flatten, fc, softmax) the head."""
-    parts = node_name.split("/")
-    for part in parts:
-        if part.startswith("layer") and part[5:].isdigit():
-            return part
-    return "stem" if "backbone" in parts else "head"
+HEAD_STARTS = ("GlobalAveragePool", "ReduceMean")  # the global pooling, and everything after it, is the head
 
 
-def layer_groups(model: onnx.ModelProto) -> dict[str, list[str]]:
-    """Node names by layer group, in GROUPS order."""
+def layer_groups(model: onnx.ModelProto, conv_groups) -> dict[str, list[str]]:
+    """Node names by layer group, in GROUPS order, from the graph's structure (names say nothing in a translated
+    ``.ms``): the k-th convolution in the graph's (topological) order belongs to the group whose count in
+    ``conv_groups`` (the model module's ``CONV_GROUPS``) covers k; the global pooling and what follows it is the
+    head; any other node joins the latest group among the nodes that write its inputs (the stem when none)."""
+    ends, total = {}, 0
+    for group, count in conv_groups:
+        total += count
+        ends[group] = total
+    order = {g: i for i, g in enumerate(GROUPS)}
+    writer_group: dict[str, str] = {}
     groups: dict[str, list[str]] = {g: [] for g in GROUPS}
+    convs = 0
     for node in model.graph.node:
-        groups[layer_group(node.name)].append(node.name)
+        inputs = [writer_group[i] for i in node.input if i in writer_group]
+        if node.op_type in HEAD_STARTS or "head" in inputs:
+            group = "head"
+        elif node.op_type == "Conv":
+            convs += 1
+            group = next((g for g, end in ends.items() if convs <= end), None)
+            if group is None:
+                raise StageError(f"the graph has more than the {total} convolutions of its architecture")
+        else:
+            group = max(inputs, key=order.__getitem__, default="stem")
+        groups[group].append(node.name)
+        for out in node.output:
+            writer_group[out] = group
+    if convs != total:
+        raise StageError(f"the graph has {convs} convolutions, its architecture {total}")
     return {g: nodes for g, nodes in groups.items() if nodes}
 
 
-def sensitivity(model: onnx.ModelProto, whole: Path, quantize_only: Callable[[list[str], Path], Path], ev: EvalSet,
-                work: Path, log: Log) -> list[dict]:
+def sensitivity(model: onnx.ModelProto, conv_groups, whole: Path, quantize_only: Callable[[list[str], Path], Path],
+                ev: EvalSet, work: Path, log: Log) -> list[dict]:
     """Quantize one layer group at a time with ``quantize_only(nodes, out_path)`` and compare each with FP32, beside
     the ``whole`` quantized model, all run as QDQ models (see the module's note)."""
     basic = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    groups = layer_groups(model)
+    groups = layer_groups(model, conv_groups)
     rows = [{"group": "all", "nodes": len(model.graph.node),
              **compare(ev.fp32, predict(whole, ev.x, level=basic), ev.labels).as_dict()}]
     for group, nodes in log.bar(list(groups.items()), desc="sensitivity", unit="group"):

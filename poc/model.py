@@ -12,6 +12,9 @@ STAGE_BLOCKS = (3, 4, 6, 3)  # depth 50
 STAGE_WIDTHS = (64, 128, 256, 512)
 EXPANSION = 4
 FEATURE_DIM = STAGE_WIDTHS[-1] * EXPANSION  # 2048
+# Convolutions per layer group, in data-flow order (the sensitivity table's rows): the stem's one, then per stage 3 a
+# block and the projection of its first block (every stage has one: 64 -> 256 channels in stage 1 too).
+CONV_GROUPS = (("stem", 1),) + tuple((f"layer{i + 1}", 3 * n + 1) for i, n in enumerate(STAGE_BLOCKS))
 
 
 class Bottleneck(nn.Module):

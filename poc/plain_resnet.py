@@ -13,6 +13,9 @@ from torch import nn
 STAGE_BLOCKS = (3, 4, 6, 3)
 STAGE_WIDTHS = (64, 128, 256, 512)
 EXPANSION = 4
+# Convolutions per layer group, in data-flow order (the sensitivity table's rows): the stem's one, then per stage 3 a
+# block, and a projection in the first block of stages 2-4 only (the only shortcuts left).
+CONV_GROUPS = (("stem", 1),) + tuple((f"layer{i + 1}", 3 * n + (i > 0)) for i, n in enumerate(STAGE_BLOCKS))
 
 
 class PlainBottleneck(nn.Module):

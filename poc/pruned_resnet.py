@@ -23,6 +23,9 @@ STAGE_WIDTHS = (64, 128, 256, 512)
 RATE = 0.65
 BN_EPS = 1e-5
 INDEX_LINES = sum(STAGE_BLOCKS)  # 16
+# Convolutions per layer group, in data-flow order (the sensitivity table's rows): the stem's one, then per stage 3 a
+# block and the projection shortcut of its first block.
+CONV_GROUPS = (("stem", 1),) + tuple((f"layer{i + 1}", 3 * n + 1) for i, n in enumerate(STAGE_BLOCKS))
 
 
 def pruned_widths(c: int, rate: float = RATE) -> tuple[int, int]:

@@ -6,6 +6,7 @@ model (``qdq``), then a fidelity report and, on request, the sensitivity table (
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import shutil
 import tempfile
@@ -128,7 +129,10 @@ def main(argv=None) -> int:
                                        settings.exclude, tuple(nodes))
                     write_qdq(prepared, out_path, only, work, ranges, batches, name, cfg.batch_num)
                     return out_path
-                report["sensitivity"] = sensitivity(onnx.load(str(prepared)), int8_model, quantize_only, ev, work, log)
+                # the model module's facts, imported here only: it loads torch, which quantizing does not need
+                conv_groups = importlib.import_module(profile.model_module).CONV_GROUPS
+                report["sensitivity"] = sensitivity(onnx.load(str(prepared)), conv_groups, int8_model, quantize_only,
+                                                    ev, work, log)
         else:
             log(f"fidelity report skipped: no held-out images in {args.eval_bins}" if not len(images)
                 else f"fidelity report skipped: {int8_model} not found")

@@ -167,4 +167,12 @@ def test_pets_profile_end_to_end_on_a_tiny_set(tmp_path):
 
 def test_help(tmp_path):
     out = run_script(["preprocess_pets.py", "--help"], cwd=tmp_path).stdout
-    assert "usage:" in out and "--skip_bad" in out and "--split" in out
+    assert "usage:" in out and "--skip_bad" in out and "--split" in out and "--profile" in out
+
+
+def test_profile_flag_takes_the_pet_profiles_only(tmp_path):
+    """--profile as every script takes it; the defaults are the profile's (here: a folder that does not exist)."""
+    proc = run_script(["preprocess_pets.py", "--profile", "ms-resnet50-0.65x-pets"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "oxford-iiit-pet/annotations/test.txt: no such split file" in proc.stderr
+    proc = run_script(["preprocess_pets.py", "--profile", "mmcls-resnet50-cifar100"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr  # a CIFAR profile: preprocess_cifar100.py

@@ -491,7 +491,8 @@ def test_sensitivity_table(demo_workdir, tmp_path):
     # structure: a group's model has Q/DQ only around that group's nodes
     from poc.qdq import QdqSettings, prepare_float_model, write_qdq
     prepared = prepare_float_model(demo_workdir / "models/end2end.onnx", tmp_path)
-    groups = layer_groups(onnx_.load(str(prepared)))
+    from poc.model import CONV_GROUPS
+    groups = layer_groups(onnx_.load(str(prepared)), CONV_GROUPS)
     assert "/neck/GlobalAveragePool" in groups["head"] and "/head/fc/Gemm" in groups["head"]
     ranges = {}
     from poc.calibrate import ifmr_ranges, read_calibration_bins
@@ -532,3 +533,55 @@ def test_eval_images_natural_order_labels_and_bad_size(tmp_path):
     (tmp_path / "img3.bin").write_bytes(b"\0" * 100)
     with pytest.raises(InputError, match=r"img3.bin: 100 bytes, expected 3072"):
         load_eval_images(tmp_path, None, 12)
+
+
+def _names_say(node_name: str) -> str:
+    """The group an exporter's node name says (/backbone/layer2/... or /layer2/layer2.0/...), for comparison."""
+    parts = node_name.split("/")
+    layer = next((p for p in parts if p.startswith("layer") and p[5:].isdigit()), None)
+    if layer:
+        return layer
+    return "head" if any(k in node_name for k in ("neck", "head", "end_point", "Flatten", "ReduceMean", "Softmax")) \
+        else "stem"
+
+
+@pytest.mark.parametrize("profile_name", ["mmcls-resnet50-cifar100", "ms-resnet50-0.65x-pets",
+                                          "ms-resnet50-plain-cifar10"])
+def test_layer_groups_of_every_profile_come_from_its_model_module(profile_name, tmp_path):
+    """The sensitivity table's rows for each architecture: stem, layer1-4, head, with the convolutions its model
+    module counts per stage; where the exporter's names say the stage (mmcls, the pruned net), they agree with
+    the structure; the .ms translation's names say nothing, and the structure still finds the stages."""
+    import importlib
+    import io
+
+    import torch
+
+    from poc import profiles
+    from poc.export import torchscript_export
+    from poc.fidelity import GROUPS, layer_groups
+    profile = profiles.get(profile_name)
+    facts = importlib.import_module(profile.model_module)
+    torch.manual_seed(0)
+    if profile.arch == "mmcls_resnet_cifar":
+        net = facts.ImageClassifier(100)
+    elif profile.arch == "pruned_resnet50":
+        net = facts.fold_scatter(facts.PrunedResNet50(facts.read_index(profile.aipp_conf.with_name("index.txt"))))
+    else:
+        net = facts.PlainResNet50(10, softmax=False)
+    buf = io.BytesIO()
+    torchscript_export(net.eval(), buf, 11, "output", {"input": {0: "batch"}})
+    model = onnx.load_from_string(buf.getvalue())
+    if profile.arch == "plain_resnet50":  # its end2end.onnx is the translation of the .ms file
+        from poc.ms_lite import read_ms, write_ms
+        from poc.ms_onnx import from_onnx, to_onnx
+        model = to_onnx(read_ms(write_ms(from_onnx(model, "1.1", "matmul", order="bfs"), tmp_path / "m.ms")))
+        assert all(n.name.split("_")[0] == n.op_type for n in model.graph.node)  # Conv_12: nothing about stages
+    groups = layer_groups(model, facts.CONV_GROUPS)
+    assert list(groups) == list(GROUPS)
+    kinds = {n.name: n.op_type for n in model.graph.node}
+    assert [sum(kinds[n] == "Conv" for n in groups[g]) for g, _ in facts.CONV_GROUPS] == \
+        [count for _, count in facts.CONV_GROUPS]
+    assert {kinds[n] for n in groups["head"]} >= {"Gemm", "Softmax"}
+    if profile.arch != "plain_resnet50":
+        said = {n: _names_say(n) for n in kinds}
+        assert {n: g for g, names in groups.items() for n in names} == said
