@@ -14,7 +14,7 @@ help:
 	@echo "make mmdeploy-venv  - the optional mmdeploy exporter's own venv (.venv-mmdeploy, requirements-mmdeploy.txt)"
 	@echo "make test-mmdeploy  - the mmdeploy-vs-native export tests, in that venv (CI runs it)"
 	@echo "make bench  - benchmarks (preprocess speed, CPU throughput INT8 vs FP32)"
-	@echo "make clean  - remove pipeline outputs (keeps .venv)"
+	@echo "make clean  - remove what the toolkit wrote, for every profile (keeps .venv and your own files)"
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -60,6 +60,7 @@ test-mmdeploy: $(MMD_STAMP)
 	POC_REQUIRE_MMDEPLOY=1 PYTHON="$(CURDIR)/$(MMD_VENV)/bin/python" $(MMD_VENV)/bin/python -m pytest -q -p no:cacheprovider \
 	    tests/test_model_export.py -k mmdeploy
 
+# Only what the toolkit wrote, for every profile: a file of yours in bin_data/ or models/ stays (python3 -m poc.clean
+# --dry_run lists it all first).
 clean:
-	rm -rf bin_data pic img_label.txt amct_bin_data models dst dst_summary.json dst_fp32 dst_fp32_summary.json \
-	       dst_bf16 dst_bf16_summary.json result.json result_fp32.json result_bf16.json benchmark.json benchmark.png bench_out demo-data
+	$(if $(wildcard $(PY)),$(PY),python3) -m poc.clean

@@ -12,11 +12,13 @@ Runs every stage with the README's default paths, stops at the first failing sta
 exit code (2: bad input, 1: a stage or tool failed).
 
   --profile NAME  the model (default: mmcls-resnet50-cifar100; `python -m poc.profiles` lists them)
-  --demo        use the profile's data set (./cifar-100-python) when it exists, else generate the built-in demo
-                data set (./demo-data/...)
-  --data DIR    the data set's folder (default: the profile's, ./cifar-100-python)
-  --checkpoint FILE  the weights: an mmcls .pth, or the plain-ResNet profile's .ms (default: $CHECKPOINT, else the
-                     demo checkpoint, made when missing: python -m poc.demo_model --profile NAME)
+  --demo        use the profile's data set when it exists, else generate the built-in demo data set
+                (./demo-data/...)
+  --data DIR    the data set's folder (default: the profile's: ./cifar-100-python, ./cifar-10-batches-py or
+                ./oxford-iiit-pet)
+  --checkpoint FILE  the weights: an mmcls .pth, the plain-ResNet profile's .ms or the Pet profile's .ckpt
+                     (default: $CHECKPOINT, else the demo checkpoint, made when missing: python -m poc.demo_model
+                     --profile NAME); a given one is read and checked before the first stage
   --trust_checkpoint pass --trust_checkpoint to export_onnx.py
   --engine E    CPU engine of the compile stage: onnxruntime (default, or $POC_ENGINE) or openvino; with
                 openvino the float model also runs at BF16 (ATC's force_fp16: the NPU's FP16 row), a third row
@@ -64,6 +66,12 @@ stage() {  # stage NAME command...: run one stage; when it fails, name it and ex
     fi
 }
 
+# Every input is checked before the first stage: a bad checkpoint stops the run now, not after minutes of work.
+if [[ -n "$CKPT" ]]; then
+    if [[ "$WEIGHTS" == ms ]]; then WEIGHTS_ARGS=(--model "$CKPT"); else WEIGHTS_ARGS=(--checkpoint "$CKPT"); fi
+    stage check-weights "$PYTHON" "$POC_ROOT/export_onnx.py" "${P[@]}" "${WEIGHTS_ARGS[@]}" --check "${TRUST[@]}" \
+        "${QUIET[@]}"
+fi
 if [[ "$DEMO" == 0 && ! -e "$DATA/$EVAL_FILE" ]]; then
     echo "pipeline: no test split at $DATA/$EVAL_FILE: unpack the data set's archive here, give --data DIR," \
          "or run with --demo (the built-in demo data set)" >&2

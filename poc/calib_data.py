@@ -10,12 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from . import cifar
-from .config import BATCH_SIZE, MEAN_RGB_255, STD_RGB_255
+from .config import BATCH_SIZE, CALIB_OWNED, MEAN_RGB_255, STD_RGB_255
 from .errors import InputError, OutputSet
 from .files import normalise, spread_sample
 from .progress import Log
-
-CALIB_OWNED = r"calib_[0-9]+\.bin"  # the stage's own files in --save_path
 
 
 def default_source(cifar_dir, profile=None) -> Path:

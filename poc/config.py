@@ -52,6 +52,12 @@ RESULT_BF16_JSON = "result_bf16.json"
 BENCHMARK_JSON = "benchmark.json"
 BENCHMARK_PNG = "benchmark.png"
 BENCH_DIR = "bench_out"
+# Each stage's own files in its output folders: a re-run replaces these (keeping a user's other files there), and
+# `make clean` removes them.
+BIN_OWNED = r"img[0-9]+\.bin"  # preprocess: --bin_path
+PIC_OWNED = r"img[0-9]+\.png"  # preprocess: --pic_path
+CALIB_OWNED = r"calib_[0-9]+\.bin"  # calibration data: --save_path
+OUTPUT_OWNED = r".+_[0-9]+\.(txt|npy|bin)"  # the runner: ais_bench's {stem}_{index}.{fmt}
 SUMMARY_SUFFIX = "_summary.json"  # ais_bench writes {output_dirname}_summary.json beside the folder
 
 # AMCT's output suffixes: {save_path}_deploy_model.onnx and {save_path}_fake_quant_model.onnx.

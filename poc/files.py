@@ -14,7 +14,6 @@ from .errors import InputError, first_line, read_regular, regular_file
 OUTFMTS = ("TXT", "NPY", "BIN")
 # ais_bench's output names: {input stem}_{output index}.{txt|npy|bin}
 OUTPUT_NAME_RE = re.compile(r"^(?P<stem>.+)_(?P<index>[0-9]+)\.(?P<ext>txt|npy|bin)$")
-OUTPUT_OWNED = r".+_[0-9]+\.(txt|npy|bin)"  # the runner's own files in an output folder
 _DIGITS = re.compile(r"([0-9]+)")  # ASCII digits only: str.isdigit() also takes '²', which int() refuses
 
 

@@ -8,11 +8,9 @@ from pathlib import Path
 from PIL import Image
 
 from . import cifar
+from .config import BIN_OWNED, PIC_OWNED
 from .errors import InputError, OutputSet
 from .progress import Log
-
-BIN_OWNED = r"img[0-9]+\.bin"  # the stage's own files in --bin_path and --pic_path
-PIC_OWNED = r"img[0-9]+\.png"
 
 
 def preprocess(src_path, bin_path, label_path, pic_path=None, limit=None, log: Log | None = None) -> int:

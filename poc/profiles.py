@@ -30,7 +30,7 @@ class Profile:
     weights: str  # pth | ms | ckpt: what export_onnx.py reads for this model
     config_dir: str  # aipp.conf and quant.cfg ("." for the repository root)
     stem: str  # file-name stem: models/{stem}_quant_bs24 ...
-    published: dict = field(default_factory=dict)  # top1 / fps figures of the seed card
+    published: dict = field(default_factory=dict)  # published top-1 figures (%), by what they were measured on
     assets: tuple[str, ...] = ()  # published file names (their sha256 in config.PUBLISHED_ASSETS_SHA256)
     batch: int = config.BATCH_SIZE
     index: str | None = None  # a pruned model's channel index file (repository-relative), needed beside its weights
@@ -71,19 +71,19 @@ PROFILES = {p.name: p for p in (
     Profile(DEFAULT, "ResNet50_mmlab_for_pytorch_for_POC (mmcls ResNet_CIFAR-50, CIFAR-100)", "cifar100",
             config.CIFAR100_DIR, config.DEMO_DATA_DIR, "test", "train", config.IMAGE_HW, 100, config.MEAN_RGB_255,
             config.STD_RGB_255, "mmcls_resnet_cifar", "poc.model", "pth", ".", "resnet50",
-            published={"fp32_top1": 79.90, "int8_top1": config.PUBLISHED_310P3["int8"]["top1"],
-                       "fp16_top1": config.PUBLISHED_310P3["fp16"]["top1"]}),
+            published={"FP32 (mmcls)": 79.90, "FP16 on the 310P3": config.PUBLISHED_310P3["fp16"]["top1"],
+                       "INT8 on the 310P3": config.PUBLISHED_310P3["int8"]["top1"]}),
     Profile("ms-resnet50-plain-cifar10", "ResNet50 Residual Distillation (shortcut-free ResNet-50, CIFAR-10)",
             "cifar10", "./cifar-10-batches-py", "./demo-data/cifar-10-batches-py", "test_batch", "data_batch_1", 32, 10,
             tuple(255 * m for m in (0.49139968, 0.48215827, 0.44653124)),  # the authors' dataloader, RGB
             tuple(255 * s for s in (0.24703233, 0.24348505, 0.26158768)),
             "plain_resnet50", "poc.plain_resnet", "ms", "profiles/ms-resnet50-plain-cifar10", "resnet50_plain_cifar10",
-            published={"top1": 94.46}, assets=("residual_distill_res50_cifar10_bs_1_update.ms",)),
+            published={"FP32 (MindSpore Lite, model card)": 94.46}, assets=("residual_distill_res50_cifar10_bs_1_update.ms",)),
     Profile("ms-resnet50-0.65x-pets", "ResNet50-0.65x (SCOP-pruned ResNet-50, Oxford-IIIT Pet)", "pets",
             "./oxford-iiit-pet", "./demo-data/oxford-iiit-pet", "test.txt", "trainval.txt", 224, 37,
             tuple(255 * m for m in (0.485, 0.456, 0.406)), tuple(255 * s for s in (0.229, 0.224, 0.225)),
             "pruned_resnet50", "poc.pruned_resnet", "ckpt", "profiles/ms-resnet50-0.65x-pets", "resnet50_pruned_pets",
-            published={"top1": 80.24}, assets=("resnet50-pet-0.65x-80.24.ckpt",),
+            published={"FP32 (MindSpore, model card)": 80.24}, assets=("resnet50-pet-0.65x-80.24.ckpt",),
             index="profiles/ms-resnet50-0.65x-pets/index.txt"),
 )}
 

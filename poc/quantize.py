@@ -83,7 +83,7 @@ def main(argv=None) -> int:
                    help=f"AMCT config (default: {QUANT_CFG}; for another profile its own quant.cfg)")
     p.add_argument("--method", choices=METHODS, default="ifmr",
                    help="CPU calibration: ifmr (AMCT's, default), or ONNX Runtime's minmax/percentile/entropy")
-    p.add_argument("--eval_bins", default=BIN_DIR, help="held-out images for the fidelity report (default: %(default)s)")
+    p.add_argument("--eval_bins", default=BIN_DIR, help="test images for the fidelity report (default: %(default)s)")
     p.add_argument("--eval_labels", default=LABEL_FILE, help="their labels, if any (default: %(default)s)")
     p.add_argument("--eval_images", type=int, default=480, help="images in the fidelity report (default: 480)")
     p.add_argument("--sensitivity", action="store_true", help="per-layer-group sensitivity table (CPU)")
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
                 report["sensitivity"] = sensitivity(onnx.load(str(prepared)), conv_groups, int8_model, quantize_only,
                                                     ev, work, log)
         else:
-            log(f"fidelity report skipped: no held-out images in {args.eval_bins}" if not len(images)
+            log(f"fidelity report skipped: no test images in {args.eval_bins}" if not len(images)
                 else f"fidelity report skipped: {int8_model} not found")
     report_path = Path(f"{args.save_path}{REPORT_SUFFIX}")
     with atomic_file(report_path, "w") as f:

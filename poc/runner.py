@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from . import ascend
-from .config import SUMMARY_SUFFIX
+from .config import OUTPUT_OWNED, SUMMARY_SUFFIX
 from .errors import InputError, OutputSet, ToolError, first_line, run_main, signals_deferred
-from .files import OUTFMTS, OUTPUT_OWNED, format_txt, load_npy, natural_key, read_small_file, write_file, write_output
+from .files import OUTFMTS, format_txt, load_npy, natural_key, read_small_file, write_file, write_output
 from .progress import Log
 
 PREFETCH_BATCHES = 4
@@ -587,6 +587,12 @@ def run_devices(opts: RunOptions, log: Log) -> float:
         print(f"i:{index} device_{devices[index]} throughput:{throughput} start_time:{start} end_time:{end}")
         total += throughput
     print(f"[INFO] summary throughput:{total}", flush=True)
+    wall = max(g[3] for g in got) - min(g[2] for g in got)  # the workers started together (a barrier)
+    images = len(plan.files) * opts.loop if plan.files else len(active) * opts.loop * spec.shape[0]
+    where = os.path.join(opts.output, dirname, "device{" + ",".join(str(devices[i]) for i in active) + "}")
+    log(f"end to end: {images / wall if wall > 0 else 0.0:.1f} images/s over {wall:.1f} s "
+        + (f"({len(plan.files)} files read" if plan.files else "(pure inference")
+        + (f", outputs in {where}/, summaries beside them)" if opts.output is not None else ")"))
     return total
 
 

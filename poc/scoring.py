@@ -77,10 +77,12 @@ def result_json(r: dict) -> dict:
     value = [{"key": "Number of images", "value": str(r["num_images"])},
              {"key": "Number of classes", "value": str(r["num_classes"])}]
     value += [{"key": f"Top{i} accuracy", "value": modelzoo_percent(acc)} for i, acc in r["topk"].items()]
+    def pct(x):  # a percentage as a program reads it: 98.85, not 98.85000000000001
+        return None if x is None else round(x, 6)
     return {"title": TITLE, "value": value,
             "metrics": {"num_images": r["num_images"], "num_classes": r["num_classes"],
-                        **{f"top{i}": acc for i, acc in r["topk"].items()},
-                        "missing_outputs": r["missing"], "per_class_top1": r["per_class_top1"],
+                        **{f"top{i}": pct(acc) for i, acc in r["topk"].items()},
+                        "missing_outputs": r["missing"], "per_class_top1": [pct(a) for a in r["per_class_top1"]],
                         "most_confused": r["most_confused"]}}
 
 

@@ -12,7 +12,6 @@ from .config import (
     DST_BF16,
     DST_FP32,
     DST_INT8,
-    PUBLISHED_310P3,
     QUANT_SAVE_PATH,
     REPORT_SUFFIX,
     RESULT_BF16_JSON,
@@ -22,6 +21,7 @@ from .config import (
     compiled_model,
 )
 from .errors import run_main
+from .fidelity import versus
 from .files import find_outputs, read_output_vector
 
 
@@ -82,12 +82,9 @@ def main(argv=None) -> int:
               f"{(summ or {}).get('throughput', float('nan')):>9.1f} "
               f"{(summ or {}).get('e2e', {}).get('images_per_s', float('nan')):>10.1f}")
     if int8 and fp32:
-        drop = fp32["metrics"]["top1"] - int8["metrics"]["top1"]
-        pub = PUBLISHED_310P3
-        published = (f"published 310P3: {pub['fp16']['top1']} % FP16 -> {pub['int8']['top1']} % INT8"
-                     if profile.name == profiles.DEFAULT else
-                     f"published top-1 of the seed card: {profile.published.get('top1', '?')} %")
-        print(f"INT8 top-1 drop: {drop:+.2f} points on {int8['metrics']['num_images']} images ({published})")
+        published = ", ".join(f"{what} {top1:.2f} %" for what, top1 in profile.published.items())
+        print(f"INT8 top-1 vs FP32: {versus(int8['metrics']['top1'], fp32['metrics']['top1'])} on "
+              f"{int8['metrics']['num_images']} images (published top-1: {published})")
     if bf16 is not None:
         fid = output_fidelity(DST_BF16, DST_FP32)
         if fid:
@@ -98,7 +95,7 @@ def main(argv=None) -> int:
               "whole inference run; `bash benchmark.sh` measures it properly)")
     if rep and "fidelity" in rep:
         f = rep["fidelity"]
-        print(f"fidelity ({f['images']} held-out images): top-1 agreement {f['top1_agreement']:.2f} %, "
+        print(f"fidelity ({f['images']} test images): top-1 agreement {f['top1_agreement']:.2f} %, "
               f"mean cosine {f['mean_cosine']:.5f}")
     print("files:")
     for what, path in (("INT8 model", compiled_model(names["COMPILED_INT8"])),

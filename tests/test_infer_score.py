@@ -253,7 +253,7 @@ def test_pipeline_end_to_end_matches_direct_computation(demo_data, demo_workdir,
     for stage in ("preprocess", "calib-data", "export", "quantize", "compile-int8", "compile-fp32", "infer-int8",
                   "postprocess-int8", "infer-fp32", "postprocess-fp32"):
         assert f"==== [{stage}]" in proc.stdout
-    assert "pipeline summary" in proc.stdout and "INT8 top-1 drop" in proc.stdout
+    assert "pipeline summary" in proc.stdout and "INT8 top-1 vs FP32: " in proc.stdout
     labels = np.array([int(line.split()[1]) for line in (tmp_path / "img_label.txt").read_text().splitlines()])
     images = np.stack([np.fromfile(tmp_path / "bin_data" / f"img{i}.bin", np.uint8).reshape(32, 32, 3)
                        for i in range(len(labels))])
@@ -404,3 +404,42 @@ def test_readme_stage_walkthrough_runs_literally(demo_data, demo_workdir, tmp_pa
     assert result["value"][0] == {"key": "Number of images", "value": str(len(os.listdir(clone / "bin_data")))}
     assert (clone / "models" / "resnet50_bf16_bs24.xml").is_file()  # the engine example
     assert sorted(os.listdir(clone / "dst2")) == ["device0", "device0_summary.json", "device1", "device1_summary.json"]
+
+
+def test_int8_against_fp32_says_which_way_in_words():
+    from poc.fidelity import versus
+    assert versus(94.75, 95.0) == "94.75 % vs 95.00 %: 0.25 points lower"
+    assert versus(95.2, 95.0) == "95.20 % vs 95.00 %: 0.20 points higher"
+    assert versus(95.0, 95.0) == "95.00 % vs 95.00 %: the same"
+
+
+def test_result_metrics_are_rounded_for_programs():
+    import json as json_
+
+    from poc.scoring import result_json
+    r = {"num_images": 2000, "num_classes": 100, "topk": {1: 1977 / 2000 * 100, 5: 100.0}, "missing": 0,
+         "per_class_top1": [1977 / 2000 * 100, None], "most_confused": []}
+    assert r["topk"][1] == 98.85000000000001  # what float arithmetic gives
+    out = result_json(r)
+    assert out["metrics"]["top1"] == 98.85 and out["metrics"]["per_class_top1"] == [98.85, None]
+    assert out["value"][2] == {"key": "Top1 accuracy", "value": "98.85%"}
+    assert "98.85000000000001" not in json_.dumps(out)
+
+
+def test_pipeline_checks_a_given_checkpoint_before_its_first_stage(tmp_path, cifar100):
+    (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
+    proc = run_script(["pipeline.sh", "--data", str(cifar100), "--checkpoint", "bad.pth", "--quiet"], cwd=tmp_path,
+                      check=False)
+    assert proc.returncode == 2 and "pipeline: stage 'check-weights' failed (exit code 2)" in proc.stderr
+    assert "bad.pth" in proc.stderr and "==== [preprocess]" not in proc.stdout
+    assert not (tmp_path / "bin_data").exists()  # nothing was done before the check
+
+
+def test_export_check_reads_the_weights_and_writes_nothing(tmp_path):
+    from poc.checkpoint import save_checkpoint
+    from poc.model import ImageClassifier
+    save_checkpoint(ImageClassifier(10), tmp_path / "m.pth")
+    proc = run_script(["export_onnx.py", "--checkpoint", "m.pth", "--check"], cwd=tmp_path)
+    assert "m.pth: read and checked (10 classes)" in proc.stdout and not (tmp_path / "models").exists()
+    out = run_script(["export_onnx.py", "--help"], cwd=tmp_path).stdout
+    assert ".ckpt" in out and ".ms" in out and "--check" in out

@@ -156,7 +156,7 @@ def test_pets_profile_end_to_end_on_a_tiny_set(tmp_path):
     assert len(ck.params) == 267 and ck.params["layer1.0.conv3.weight"].shape == (167, 42, 1, 1)
     proc = run_script(["pipeline.sh", "--profile", "ms-resnet50-0.65x-pets", "--data", str(data), "--checkpoint",
                        str(tmp_path / "demo.ckpt"), "--quiet"], cwd=tmp_path)
-    assert "published top-1 of the seed card: 80.24 %" in proc.stdout
+    assert "published top-1: FP32 (MindSpore, model card) 80.24 %" in proc.stdout
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["value"][:2] == [{"key": "Number of images", "value": "37"}, {"key": "Number of classes", "value": "37"}]
     with Image.open(data / "images" / "Abyssinian_7.jpg") as img:  # the demo's 320x465 image: 256 x 371, cropped

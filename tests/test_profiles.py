@@ -92,7 +92,8 @@ def test_plain_profile_end_to_end_on_a_tiny_set(tmp_path):
     assert (tmp_path / "demo.ms").read_bytes()[4:8] == b"MSL1"
     proc = run_script(["pipeline.sh", "--profile", PLAIN, "--data", str(data), "--checkpoint", str(tmp_path / "demo.ms"),
                        "--quiet"], cwd=tmp_path)
-    assert "profile: ms-resnet50-plain-cifar10" in proc.stdout and "published top-1 of the seed card: 94.46 %" in proc.stdout
+    assert "profile: ms-resnet50-plain-cifar10" in proc.stdout
+    assert "published top-1: FP32 (MindSpore Lite, model card) 94.46 %" in proc.stdout
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["value"][:2] == [{"key": "Number of images", "value": "50"}, {"key": "Number of classes", "value": "10"}]
     assert (tmp_path / "models" / "resnet50_plain_cifar10_quant_bs24.onnx").is_file()

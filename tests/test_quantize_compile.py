@@ -153,7 +153,7 @@ def test_cpu_quantize_outputs_and_fidelity(quantized):
     assert report["backend"] == "cpu" and fid["images"] == 300
     assert fid["top1_agreement"] >= 95.0 and fid["mean_cosine"] > 0.99
     assert abs(fid["fp32_top1"] - fid["int8_top1"]) <= 1.0 + 1e-9  # the bound
-    assert "fidelity FP32 vs INT8 on 300 held-out images" in proc.stdout
+    assert "fidelity FP32 vs INT8 on 300 test images" in proc.stdout
     assert "backend: cpu (forced by POC_BACKEND)" in proc.stdout
     assert "joint_quant False, do_fusion True: accepted" in proc.stdout
 

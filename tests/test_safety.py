@@ -412,6 +412,8 @@ def test_multi_device_workers_write_what_one_worker_writes(tmp_path):
                                                  r"end_time:[\d.]+", ln) for ln in lines)
     total = float(re.search(r"\[INFO\] summary throughput:([\d.e+-]+)", proc.stdout).group(1))
     assert total == pytest.approx(sum(float(ln.split("throughput:")[1].split()[0]) for ln in lines))
+    assert re.search(r"end to end: [\d.]+ images/s over [\d.]+ s \(75 files read, outputs in two/d/device\{0,1\}/",
+                     proc.stdout), proc.stdout
     single = {p.name: p.read_bytes() for p in (tmp_path / "one" / "d").iterdir()}
     multi = {p.name: p.read_bytes() for dev in ("device0", "device1") for p in (tmp_path / "two" / "d" / dev).iterdir()}
     assert multi == single and len(single) == 75

@@ -228,3 +228,33 @@ def test_quant_cfg_fields_the_fallback_cannot_honour_are_logged(tmp_path):
     lines = "\n".join(describe(cfg, p))
     assert "skip_fusion_layers (1): not honoured on the CPU" in lines
     assert "activation_offset False (from ifmr_quantize asymmetric)" in lines
+
+
+def test_make_clean_removes_the_toolkits_outputs_and_nothing_else(tmp_path):
+    """Outputs of every profile go; a user's checkpoint in models/, a note in bin_data/, a folder of theirs in dst/
+    and anything unknown stay, and so do the folders that still hold them; the README's demo link goes."""
+    import subprocess
+    import sys
+
+    from poc import config, profiles
+    ours = ["bin_data/img0.bin", "bin_data/img10.bin", "pic/img0.png", "amct_bin_data/calib_0000.bin",
+            "img_label.txt", "dst/img0_0.txt", "dst_summary.json", "dst_fp32/img0_0.txt", "dst2/device0/img0_0.txt",
+            "dst2/device0_summary.json", "result.json", "result_fp32.json", "benchmark.json", "benchmark.png",
+            "models/end2end.onnx", "models/resnet50_quant_deploy_model.onnx", "models/resnet50_quant_bs24.onnx",
+            "models/resnet50_fp32_bs24.xml", "models/resnet50_fp32_bs24.bin", "models/demo_resnet50_cifar100.pth",
+            "bench_out/stages/bin_data/img0.bin", "demo-data/cifar-100-python/test",
+            "demo-data/oxford-iiit-pet/images/Abyssinian_1.jpg"]
+    for p in profiles.PROFILES.values():
+        ours += [f"{p.names()['COMPILED_INT8']}.onnx", f"{p.names()['QUANT_SAVE_PATH']}{config.REPORT_SUFFIX}"]
+    theirs = ["models/my_resnet50.pth", "bin_data/notes.md", "dst/mine/a.txt", "train.py", "pic/holiday.jpg"]
+    for rel in ours + theirs:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    os.symlink("demo-data/cifar-100-python", tmp_path / "cifar-100-python")
+    proc = subprocess.run([sys.executable, "-m", "poc.clean"], cwd=tmp_path, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 0, proc.stderr
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file() or p.is_symlink())
+    assert left == sorted(theirs), left
+    assert not (tmp_path / "amct_bin_data").exists() and not (tmp_path / "dst2").exists()  # emptied: removed
+    assert "anything else here is yours and stays" in proc.stdout

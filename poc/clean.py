@@ -1,0 +1,101 @@
+"""``make clean``: remove what the toolkit wrote in the working folder, for every profile, and nothing else.
+
+A stage's own files go by their names and naming patterns (the same patterns a re-run replaces), so a file of
+yours in ``bin_data/`` or ``models/`` (your own checkpoint) stays, and so does a folder that still holds one. The
+demo data sets and the benchmark's scratch folder are the toolkit's whole; the README's ``cifar-100-python`` link
+goes when it points into the demo data. Prints what it removed and the space freed.
+
+    python3 -m poc.clean [--dry_run]
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+from pathlib import Path
+
+from . import config, profiles
+
+DEVICE_DIR = re.compile(r"device[0-9]+")
+README_DST = ("dst2",)  # the README's --device 0,1 example writes here
+
+
+def toolkit_files(root: Path) -> tuple[list[Path], list[Path]]:
+    """(files, folders removed whole): what the toolkit writes under ``root``."""
+    files: list[Path] = []
+    whole = [root / config.BENCH_DIR] + [root / p.demo_data_dir for p in profiles.PROFILES.values()]
+
+    def owned(folder: Path, pattern: str) -> None:
+        if folder.is_dir() and not folder.is_symlink():
+            files.extend(e for e in folder.iterdir() if e.is_file() and re.fullmatch(pattern, e.name))
+
+    owned(root / config.BIN_DIR, config.BIN_OWNED)
+    owned(root / config.PIC_DIR, config.PIC_OWNED)
+    owned(root / config.CALIB_DIR, config.CALIB_OWNED)
+    for dst in (config.DST_INT8, config.DST_FP32, config.DST_BF16, *README_DST):
+        folder = root / dst
+        owned(folder, config.OUTPUT_OWNED)
+        if folder.is_dir():
+            for entry in folder.iterdir():
+                if DEVICE_DIR.fullmatch(entry.name):
+                    owned(entry, config.OUTPUT_OWNED)
+                elif re.fullmatch(rf"device[0-9]+{config.SUMMARY_SUFFIX}", entry.name):
+                    files.append(entry)
+        files.append(root / f"{dst}{config.SUMMARY_SUFFIX}")
+    files += [root / n for n in (config.LABEL_FILE, config.RESULT_JSON, config.RESULT_FP32_JSON,
+                                 config.RESULT_BF16_JSON, config.BENCHMARK_JSON, config.BENCHMARK_PNG)]
+    files.append(root / config.MODELS_DIR / config.END2END_ONNX)
+    for p in profiles.PROFILES.values():
+        names = p.names()
+        quant = names["QUANT_SAVE_PATH"]
+        files += [root / f"{quant}{s}" for s in (config.DEPLOY_SUFFIX, config.FAKE_QUANT_SUFFIX, config.REPORT_SUFFIX)]
+        for key in ("COMPILED_INT8", "COMPILED_FP32", "COMPILED_BF16"):
+            files += [root / f"{names[key]}{s}" for s in (*config.COMPILED_SUFFIXES, ".bin")]  # .bin: an IR's weights
+        demo = profiles.shell_names(p)["DEMO_CHECKPOINT"]
+        files += [root / demo, root / f"{demo}.json"]
+    return [f for f in files if f.is_file() or f.is_symlink()], [w for w in whole if w.is_dir()]
+
+
+def size_of(path: Path) -> int:
+    if path.is_dir() and not path.is_symlink():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+    return path.lstat().st_size
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="Remove what the toolkit wrote here (for every profile), nothing else.")
+    p.add_argument("--dry_run", action="store_true", help="only list what would be removed")
+    args = p.parse_args(argv)
+    root = Path(".")
+    files, whole = toolkit_files(root)
+    link = root / config.CIFAR100_DIR
+    if link.is_symlink() and link.resolve() == (root / config.DEMO_DATA_DIR).resolve():
+        files.append(link)  # the README's `ln -s demo-data/cifar-100-python cifar-100-python`
+    freed = sum(size_of(f) for f in files + whole)
+    for f in files:
+        print(f"{'would remove' if args.dry_run else 'removed'} {f}")
+        if not args.dry_run:
+            f.unlink()
+    for w in whole:
+        print(f"{'would remove' if args.dry_run else 'removed'} {w}/")
+        if not args.dry_run:
+            shutil.rmtree(w)
+    if not args.dry_run:  # the stages' folders, once they hold nothing of yours
+        for folder in (config.BIN_DIR, config.PIC_DIR, config.CALIB_DIR, config.DST_INT8, config.DST_FP32,
+                       config.DST_BF16, *README_DST, config.MODELS_DIR):
+            path = root / folder
+            if path.is_dir() and not path.is_symlink():
+                for sub in sorted((d for d in path.iterdir() if d.is_dir() and DEVICE_DIR.fullmatch(d.name)),
+                                  reverse=True):
+                    if not any(sub.iterdir()):
+                        sub.rmdir()
+                if not any(path.iterdir()):
+                    path.rmdir()
+    print(f"{len(files)} files and {len(whole)} folders, {freed / 1e6:.1f} MB "
+          + ("would be freed" if args.dry_run else "freed") + "; anything else here is yours and stays")
+    return 0
+
+
+if __name__ == "__main__":
+    from .errors import run_main
+    run_main(main)
