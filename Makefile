@@ -4,12 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test lint demo bench clean mmdeploy-venv test-mmdeploy
+.PHONY: help venv test test-quick lint demo bench clean mmdeploy-venv test-mmdeploy
 
 help:
 	@echo "make demo   - run the whole pipeline (real ./cifar-100-python if present, else the built-in demo set);"
 	@echo "              PROFILE=ms-resnet50-plain-cifar10 for the shortcut-free ResNet-50 on CIFAR-10"
 	@echo "make test   - create .venv, install requirements, run the test suite"
+	@echo "make test-quick  - the fast tests only, for the edit-test loop"
 	@echo "make lint   - ruff over the scripts, poc/ and tests/"
 	@echo "make mmdeploy-venv  - the optional mmdeploy exporter's own venv (.venv-mmdeploy, requirements-mmdeploy.txt)"
 	@echo "make test-mmdeploy  - the mmdeploy-vs-native export tests, in that venv (CI runs it)"
@@ -28,6 +29,10 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# The edit-test loop: the tests that take under a few seconds each (conftest.py: the slow marker and fixtures).
+test-quick: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -13,6 +13,20 @@ sys.path.insert(0, str(ROOT))
 
 from poc import cifar, sample  # noqa: E402
 
+# `make test-quick` leaves out the slow tests: those marked @pytest.mark.slow (a whole pipeline, a full-size network
+# through a stage) and every test that needs one of these session fixtures (each builds a demo model or a ResNet-50).
+SLOW_FIXTURES = {"demo_workdir", "both_engines", "exported", "pets_checkpoint", "plain", "quantized", "compiled_fp32"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: more than a few seconds; `make test-quick` leaves it out")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 def run_script(args, cwd, env=None, check=True):
     """Run a top-level script (``foo.py`` with python, ``foo.sh`` with bash) and capture its output."""
@@ -161,3 +175,20 @@ def fake_ais_bench(tmp_path: Path, main_body: str) -> dict:
     (pkg / "__init__.py").write_text("")
     (pkg / "__main__.py").write_text(main_body)
     return {"PYTHONPATH": str(tmp_path / "mods")}
+
+
+def tiny_classifier_onnx():
+    """A tiny classifier as an exporter writes it (conv+relu, global pool, flatten, fc; input [1,3,8,8], 5 logits):
+    small .ms files for the fault cases."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
+             for n, s in (("w", (4, 3, 3, 3)), ("b", (4,)), ("fw", (5, 4)), ("fb", (5,)))]
+    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
+             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "fw", "fb"], ["logits"], transB=1, name="fc")]
+    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 5])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 11)])

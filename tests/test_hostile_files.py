@@ -15,8 +15,8 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import ROOT, tiny_model, write_bins, write_cifar100
-from onnx import TensorProto, helper, numpy_helper
+from conftest import ROOT, tiny_classifier_onnx, tiny_model, write_bins, write_cifar100
+from onnx import TensorProto, helper
 
 from poc.errors import OutputSet
 from poc.ms_checkpoint import write_ckpt
@@ -56,17 +56,7 @@ def _hidden(folder):
 # --- .ms files: declared sizes, graphs that are not graphs ------------------------------------------------------
 
 def _tiny_lite() -> LiteGraph:
-    rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
-             for n, s in (("w", (4, 3, 3, 3)), ("b", (4,)), ("fw", (5, 4)), ("fb", (5,)))]
-    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["c"], pads=[1, 1, 1, 1], name="conv"),
-             helper.make_node("Relu", ["c"], ["r"], name="relu"),
-             helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
-             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
-             helper.make_node("Gemm", ["f", "fw", "fb"], ["logits"], transB=1, name="fc")]
-    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
-                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 5])], inits)
-    return from_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 11)]), "1.1", "fc")
+    return from_onnx(tiny_classifier_onnx(), "1.1", "fc")
 
 
 def _conv(graph):

@@ -11,8 +11,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import run_script
-from onnx import TensorProto, helper, numpy_helper
+from conftest import run_script, tiny_classifier_onnx
+from onnx import TensorProto, helper
 
 from poc import ms_lite
 from poc.backends import OnnxRuntimeBackend
@@ -139,20 +139,7 @@ def test_published_asset_is_recognised_by_its_sha256(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny():
-    """A tiny converted classifier (conv+relu, pool, flatten, fc): small files for the fault cases."""
-    rng = np.random.default_rng(0)
-    w = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
-    b = numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "b")
-    fw = numpy_helper.from_array(rng.standard_normal((5, 4)).astype(np.float32), "fw")
-    fb = numpy_helper.from_array(rng.standard_normal(5).astype(np.float32), "fb")
-    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["c"], pads=[1, 1, 1, 1], name="conv"),
-             helper.make_node("Relu", ["c"], ["r"], name="relu"),
-             helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
-             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
-             helper.make_node("Gemm", ["f", "fw", "fb"], ["logits"], transB=1, name="fc")]
-    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
-                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 5])], [w, b, fw, fb])
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 11)])
+    return tiny_classifier_onnx()
 
 
 def _export(tmp_path, path):
