@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ascend, profiles, runner
-from .backends import backend_for, cpuinfo, input_spec, native_bf16
+from .backends import backend_for, cpuinfo, input_spec, native_bf16, same_source
 from .compile import ENGINE_SUFFIX, ENGINES, compile_cpu
 from .config import (
     AIPP_CFG,
@@ -253,10 +253,13 @@ def main(argv=None) -> int:
     unknown = [e for e in engines if e not in ENGINES]
     if unknown:
         raise InputError("--engines", f"{', '.join(unknown)}: not one of {', '.join(ENGINES)}")
+    same_source({"--model": model, "--fp32_model": args.fp32_model, "--int8_source": args.int8_source,
+                 "--fp32_source": args.fp32_source})
     rows = {"int8": (model, backend_for(model).name(), "int8"),
             "fp32": (Path(args.fp32_model), backend_for(args.fp32_model).name(), "fp32")}
     rows.update(engine_rows(engines, rows["int8"][1], args.int8_source, args.fp32_source, args.aipp,
                             Path(args.work_dir), log, profile.image_hw))
+    same_source({f"the {name} row's model": path for name, (path, _, _) in rows.items()})
     loaded = {name: load_timed(path, args.warmup_count) for name, (path, _, _) in rows.items()}
     with tempfile.TemporaryDirectory(prefix="poc-peak-") as tmp:
         # the CPU's rates are timed in the same alternating rounds as the networks, so they see the same drift

@@ -16,6 +16,7 @@ from pathlib import Path
 import onnx
 
 from . import ascend, profiles
+from .backends import same_source
 from .calibrate import ifmr_ranges, read_calibration_bins
 from .config import (
     BIN_DIR,
@@ -117,6 +118,7 @@ def main(argv=None) -> int:
         images, labels = read_image_bins(args.eval_bins, args.eval_labels, args.eval_images, profile.image_hw) \
             if Path(args.eval_bins).is_dir() else ([], None)
         if len(images) and int8_model.is_file():
+            same_source({"--model": args.model, "the INT8 model": int8_model})
             ev = eval_set(args.model, images, labels, profile.mean_rgb_255, profile.std_rgb_255)
             fid = compare(ev.fp32, predict(int8_model, ev.x), ev.labels)
             log(fid.line())

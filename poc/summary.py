@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from . import profiles
+from .backends import same_source
 from .config import (
     DST_BF16,
     DST_FP32,
@@ -44,6 +45,17 @@ def output_fidelity(folder, reference) -> tuple[float, float, int] | None:
     return float((x.argmax(1) == y.argmax(1)).mean() * 100), float(cos.mean()), len(stems)
 
 
+def _model_of(infer_summary: dict | None) -> str | None:
+    """The --model an inference run was given (ais_bench's summary keeps its argv)."""
+    argv = (infer_summary or {}).get("args") or []
+    for i, arg in enumerate(argv):
+        if arg in ("--model", "-m") and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--model="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Print the pipeline summary from its output files.")
     profiles.add_argument(p)
@@ -67,6 +79,8 @@ def main(argv=None) -> int:
                                  and compiled_model(names["COMPILED_FP32"]).stat().st_mtime <= bf16_model.stat().st_mtime):
         bf16 = None  # a BF16 result from an earlier run with another model: not this run's
     rep = _load(args.quant_report)
+    same_source({f"the {name} run's model": _model_of(summ) for name, summ in (("INT8", s8), ("FP32", s32),
+                                                                                 ("BF16", s16 if bf16 else None))})
     print("\n================ pipeline summary ================")
     if profile.name != profiles.DEFAULT:
         print(f"profile: {profile.name} ({profile.title})")

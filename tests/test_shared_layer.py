@@ -258,3 +258,53 @@ def test_make_clean_removes_the_toolkits_outputs_and_nothing_else(tmp_path):
     assert left == sorted(theirs), left
     assert not (tmp_path / "amct_bin_data").exists() and not (tmp_path / "dst2").exists()  # emptied: removed
     assert "anything else here is yours and stays" in proc.stdout
+
+
+def _with_source(path, source):
+    m = onnx.load(str(path))
+    m.metadata_props.add(key=config.SOURCE_KEY, value=source)
+    onnx.save(m, str(path))
+    return path
+
+
+def test_the_source_of_a_model_travels_from_export_through_quantize_and_compile(demo_workdir, tmp_path):
+    """end2end.onnx records the sha256 of the weights it was exported from; the QDQ model, the compiled .onnx and
+    the OpenVINO IR carry it on."""
+    import hashlib
+
+    from poc.backends import model_source
+    from poc.compile import compile_cpu
+    from poc.progress import Log
+    want = hashlib.sha256((demo_workdir / "models" / "demo.pth").read_bytes()).hexdigest()
+    assert model_source(demo_workdir / "models" / "end2end.onnx") == want
+    run_script(["quantize.sh", "--model", str(demo_workdir / "models/end2end.onnx"), "--save_path", "q",
+                "--data_dir", str(demo_workdir / "amct_bin_data"), "--calibration_config",
+                str(demo_workdir / "quant.cfg"), "--eval_images", "0", "--quiet"], cwd=tmp_path,
+               env={"POC_BACKEND": "cpu"})
+    assert model_source(tmp_path / "q_deploy_model.onnx") == want
+    for engine in ("onnxruntime", "openvino"):
+        out = compile_cpu(tmp_path / "q_deploy_model.onnx", tmp_path / f"c_{engine}", "input:24,3,32,32",
+                          ROOT / "aipp.conf", log=Log(True), engine=engine)
+        assert model_source(out) == want, engine
+
+
+def test_models_of_two_networks_are_not_combined(tmp_path):
+    from poc.backends import same_source
+    a = _with_source(tiny_model(tmp_path / "a.onnx"), "a" * 64)
+    b = _with_source(tiny_model(tmp_path / "b.onnx"), "b" * 64)
+    same_source({"A": a, "A again": a, "unknown": tiny_model(tmp_path / "c.onnx"), "missing": tmp_path / "none"})
+    proc = run_script(["benchmark.sh", "--model", str(a), "--fp32_model", str(b), "--engines", "onnxruntime",
+                       "--no_peaks", "--loop", "2"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "b.onnx: --fp32_model was made from other weights (sha256 bbbbbbbbbbbb...) than --model" in proc.stderr
+    assert not (tmp_path / "benchmark.json").exists()
+
+
+def test_the_pipeline_summary_refuses_runs_of_two_networks(tmp_path):
+    a = _with_source(tiny_model(tmp_path / "a.onnx"), "a" * 64)
+    b = _with_source(tiny_model(tmp_path / "b.onnx"), "b" * 64)
+    for dst, model in (("dst", a), ("dst_fp32", b)):
+        (tmp_path / f"{dst}_summary.json").write_text(json.dumps({"args": ["infer.sh", "--model", str(model)]}))
+    proc = subprocess.run([sys.executable, "-m", "poc.summary"], cwd=tmp_path, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 2 and "the FP32 run's model was made from other weights" in proc.stderr, proc.stderr
