@@ -19,7 +19,7 @@ def main():
     p.add_argument("--src_path", default=None,
                    help=f"CIFAR pickle to sample from (default: {config.CIFAR100_DIR}/train if it exists, "
                         "else .../test)")
-    p.add_argument("--save_path", default=config.CALIB_DIR, help="output folder (default: %(default)s)")
+    p.add_argument("--save_path", default=None, help=f"output folder (default: the profile's, {config.CALIB_DIR})")
     p.add_argument("--amct", action="store_true",
                    help="AMCT calibration data (kept for the ModelZoo command line; always the format written)")
     p.add_argument("--batch_size", type=int, default=config.BATCH_SIZE, help="images per file (default: %(default)s)")
@@ -45,6 +45,7 @@ def main():
     if args.batch_size < 1 or args.batch_num < 1:
         p.error("--batch_size and --batch_num must be at least 1")
     profile = profiles.get(args.profile)
+    args.save_path = args.save_path or profile.path(config.CALIB_DIR)
     if profile.dataset == "pets":  # a folder of images with split files, not a pickle
         create_quant_data_pets(args.src_path or profile.data_dir, profile.calib_split, args.save_path, args.batch_size,
                                args.batch_num, args.seed, log, profile.mean_rgb_255, profile.std_rgb_255)

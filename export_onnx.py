@@ -37,8 +37,8 @@ def main():
                    help="a pruned model's channel index file (default: the one that ships with the profile)")
     p.add_argument("--model", default=None, metavar="FILE.ms",
                    help="a MindSpore Lite model (.ms, Lite 1.0/1.1 schema) to translate instead of a checkpoint")
-    p.add_argument("--work-dir", "--work_dir", dest="work_dir", default=config.MODELS_DIR,
-                   help="output folder (default: %(default)s)")
+    p.add_argument("--work-dir", "--work_dir", dest="work_dir", default=None,
+                   help=f"output folder (default: the profile's, {config.MODELS_DIR})")
     p.add_argument("--output", default=config.END2END_ONNX, help="file name in --work-dir (default: %(default)s)")
     p.add_argument("--exporter", choices=("auto", "native", "mmdeploy"), default="auto",
                    help="auto: mmdeploy when mmdeploy + mmpretrain are importable, else native (default: auto)")
@@ -57,6 +57,7 @@ def main():
     args = p.parse_args()
     log = Log(args.quiet, "export")
     profile = profiles.get(args.profile)
+    args.work_dir = args.work_dir or profile.path(config.MODELS_DIR)
     if profile.weights == "ms" and args.model is None:
         p.error(f"--profile {profile.name} exports from its MindSpore Lite model: give --model FILE.ms "
                 f"(the published asset: {', '.join(profile.assets)})")

@@ -133,18 +133,18 @@ fi
 # poc.config decides which one the compile stage wrote last (the same rule the summary and benchmark use).
 MODEL_INT8="$("$PYTHON" -m poc.config --compiled "$COMPILED_INT8")"
 MODEL_FP32="$("$PYTHON" -m poc.config --compiled "$COMPILED_FP32")"
-stage infer-int8 bash "$POC_ROOT/infer.sh" --model "$MODEL_INT8" --input "$BIN_DIR" --output ./ \
+stage infer-int8 bash "$POC_ROOT/infer.sh" --model "$MODEL_INT8" --input "$BIN_DIR" --output "$WORK_DIR" \
     --output_dirname "$DST_INT8" --outfmt TXT "${QUIET[@]}"
-stage postprocess-int8 "$PYTHON" "$POC_ROOT/postprocess.py" "./$DST_INT8/" "$LABEL_FILE" ./ "$RESULT_JSON" "${QUIET[@]}"
-stage infer-fp32 bash "$POC_ROOT/infer.sh" --model "$MODEL_FP32" --input "$BIN_DIR" --output ./ \
+stage postprocess-int8 "$PYTHON" "$POC_ROOT/postprocess.py" "${WORK_DIR%/}/$DST_INT8/" "$LABEL_FILE" "$WORK_DIR" "$RESULT_JSON" "${QUIET[@]}"
+stage infer-fp32 bash "$POC_ROOT/infer.sh" --model "$MODEL_FP32" --input "$BIN_DIR" --output "$WORK_DIR" \
     --output_dirname "$DST_FP32" --outfmt TXT "${QUIET[@]}"
-stage postprocess-fp32 "$PYTHON" "$POC_ROOT/postprocess.py" "./$DST_FP32/" "$LABEL_FILE" ./ "$RESULT_FP32_JSON" \
+stage postprocess-fp32 "$PYTHON" "$POC_ROOT/postprocess.py" "${WORK_DIR%/}/$DST_FP32/" "$LABEL_FILE" "$WORK_DIR" "$RESULT_FP32_JSON" \
     "${QUIET[@]}"
 if [[ "${POC_ENGINE:-onnxruntime}" == openvino ]]; then
     MODEL_BF16="$("$PYTHON" -m poc.config --compiled "$COMPILED_BF16")"
-    stage infer-bf16 bash "$POC_ROOT/infer.sh" --model "$MODEL_BF16" --input "$BIN_DIR" --output ./ \
+    stage infer-bf16 bash "$POC_ROOT/infer.sh" --model "$MODEL_BF16" --input "$BIN_DIR" --output "$WORK_DIR" \
         --output_dirname "$DST_BF16" --outfmt TXT "${QUIET[@]}"
-    stage postprocess-bf16 "$PYTHON" "$POC_ROOT/postprocess.py" "./$DST_BF16/" "$LABEL_FILE" ./ "$RESULT_BF16_JSON" \
+    stage postprocess-bf16 "$PYTHON" "$POC_ROOT/postprocess.py" "${WORK_DIR%/}/$DST_BF16/" "$LABEL_FILE" "$WORK_DIR" "$RESULT_BF16_JSON" \
         "${QUIET[@]}"
 fi
 "$PYTHON" -m poc.summary "${P[@]}" --data "$DATA" --checkpoint "$CKPT"

@@ -17,9 +17,9 @@ def main():
     p.add_argument("--src_path", default=None,
                    help=f"CIFAR-100 test pickle, or CIFAR-10 test_batch (default: {config.CIFAR100_DIR}/test; the "
                         "profile's test split)")
-    p.add_argument("--bin_path", default=config.BIN_DIR, help="folder for img{i}.bin (default: %(default)s)")
-    p.add_argument("--label_path", default=config.LABEL_FILE, help="label file (default: %(default)s)")
-    p.add_argument("--pic_path", default=config.PIC_DIR, help="folder for img{i}.png (default: %(default)s)")
+    p.add_argument("--bin_path", default=None, help=f"folder for img{{i}}.bin (default: the profile's, {config.BIN_DIR})")
+    p.add_argument("--label_path", default=None, help=f"label file (default: the profile's, {config.LABEL_FILE})")
+    p.add_argument("--pic_path", default=None, help=f"folder for img{{i}}.png (default: the profile's, {config.PIC_DIR})")
     p.add_argument("--no_pic", action="store_true", help="do not write PNGs")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images")
     p.add_argument("--quiet", action="store_true", help="no progress or log lines")
@@ -30,7 +30,8 @@ def main():
     if profile.dataset not in ("cifar100", "cifar10"):
         p.error(f"--profile {profile.name}: not a CIFAR data set")
     src = args.src_path or f"{profile.data_dir}/{profile.eval_split}"
-    preprocess(src, args.bin_path, args.label_path, None if args.no_pic else args.pic_path,
+    preprocess(src, args.bin_path or profile.path(config.BIN_DIR), args.label_path or profile.path(config.LABEL_FILE),
+               None if args.no_pic else args.pic_path or profile.path(config.PIC_DIR),
                args.limit, Log(args.quiet, "preprocess"))
 
 

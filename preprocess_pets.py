@@ -23,9 +23,9 @@ def main():
                         f"{profiles.get(PETS).data_dir})")
     p.add_argument("--split", default=None,
                    help=f"split file in annotations/ (default: the profile's, {profiles.get(PETS).eval_split})")
-    p.add_argument("--bin_path", default=config.BIN_DIR, help="folder for img{i}.bin (default: %(default)s)")
-    p.add_argument("--label_path", default=config.LABEL_FILE, help="label file (default: %(default)s)")
-    p.add_argument("--pic_path", default=config.PIC_DIR, help="folder for img{i}.png (default: %(default)s)")
+    p.add_argument("--bin_path", default=None, help=f"folder for img{{i}}.bin (default: the profile's, {config.BIN_DIR})")
+    p.add_argument("--label_path", default=None, help=f"label file (default: the profile's, {config.LABEL_FILE})")
+    p.add_argument("--pic_path", default=None, help=f"folder for img{{i}}.png (default: the profile's, {config.PIC_DIR})")
     p.add_argument("--no_pic", action="store_true", help="do not write PNGs")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images of the split")
     p.add_argument("--skip_bad", action="store_true",
@@ -35,8 +35,9 @@ def main():
     if args.limit is not None and args.limit < 1:
         p.error("--limit must be at least 1")
     profile = profiles.get(args.profile)
-    preprocess_pets(args.src_path or profile.data_dir, args.split or profile.eval_split, args.bin_path, args.label_path,
-                    None if args.no_pic else args.pic_path,
+    preprocess_pets(args.src_path or profile.data_dir, args.split or profile.eval_split,
+                    args.bin_path or profile.path(config.BIN_DIR), args.label_path or profile.path(config.LABEL_FILE),
+                    None if args.no_pic else args.pic_path or profile.path(config.PIC_DIR),
                     args.limit, args.skip_bad, Log(args.quiet, "preprocess"))
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ascend, profiles, runner
-from .backends import backend_for, cpuinfo, input_spec, native_bf16
+from .backends import backend_for, cpuinfo, input_spec, native_bf16, same_source
 from .compile import ENGINE_SUFFIX, ENGINES, compile_cpu
 from .config import (
     AIPP_CFG,
@@ -211,12 +211,16 @@ def main(argv=None) -> int:
     p.add_argument("--e2e_input", default=None, metavar="DIR",
                    help="CPU: also run the whole inference over these input files (e.g. ./bin_data) and compare "
                         "with pure inference")
-    p.add_argument("--int8_source", default=f"{QUANT_SAVE_PATH}{DEPLOY_SUFFIX}", help="for the sweep's compiles")
-    p.add_argument("--fp32_source", default=f"{MODELS_DIR}/{END2END_ONNX}", help="for the sweep's compiles")
+    p.add_argument("--int8_source", default=None,
+                   help=f"for the sweep's compiles (default: the profile's, {QUANT_SAVE_PATH}{DEPLOY_SUFFIX})")
+    p.add_argument("--fp32_source", default=None,
+                   help=f"for the sweep's compiles (default: the profile's, {MODELS_DIR}/{END2END_ONNX})")
     p.add_argument("--aipp", default=AIPP_CFG, help="for the sweep's compiles (default: %(default)s)")
-    p.add_argument("--json", default=BENCHMARK_JSON, help="results (default: %(default)s)")
-    p.add_argument("--plot", default=BENCHMARK_PNG, help="throughput-by-batch plot, with --sweep (default: %(default)s)")
-    p.add_argument("--work_dir", default=BENCH_DIR, help="sweep models and e2e outputs (default: %(default)s)")
+    p.add_argument("--json", default=None, help=f"results (default: the profile's, {BENCHMARK_JSON})")
+    p.add_argument("--plot", default=None,
+                   help=f"throughput-by-batch plot, with --sweep (default: the profile's, {BENCHMARK_PNG})")
+    p.add_argument("--work_dir", default=None,
+                   help=f"sweep models and e2e outputs (default: the profile's, {BENCH_DIR})")
     p.add_argument("--engines", default=",".join(ENGINES),
                    help="CPU: engines timed side by side; the other engine's models are compiled from --int8_source "
                         "and --fp32_source into --work_dir (default: %(default)s)")
@@ -236,9 +240,12 @@ def main(argv=None) -> int:
     profile = profiles.get(args.profile)
     names = profile.names()
     args.fp32_model = args.fp32_model or f"{names['COMPILED_FP32']}.onnx"
+    args.int8_source = args.int8_source or f"{names['QUANT_SAVE_PATH']}{DEPLOY_SUFFIX}"
+    args.fp32_source = args.fp32_source or profile.path(f"{MODELS_DIR}/{END2END_ONNX}")
+    args.json = args.json or profile.path(BENCHMARK_JSON)
+    args.plot = args.plot or profile.path(BENCHMARK_PNG)
+    args.work_dir = args.work_dir or profile.path(BENCH_DIR)
     if profile.name != profiles.DEFAULT:
-        args.int8_source = args.int8_source if args.int8_source != f"{QUANT_SAVE_PATH}{DEPLOY_SUFFIX}" \
-            else f"{names['QUANT_SAVE_PATH']}{DEPLOY_SUFFIX}"
         args.aipp = args.aipp if args.aipp != AIPP_CFG else str(profile.aipp_conf)
 
     model = Path(args.model) if args.model else compiled_model(names["COMPILED_INT8"])
@@ -253,10 +260,13 @@ def main(argv=None) -> int:
     unknown = [e for e in engines if e not in ENGINES]
     if unknown:
         raise InputError("--engines", f"{', '.join(unknown)}: not one of {', '.join(ENGINES)}")
+    same_source({"--model": model, "--fp32_model": args.fp32_model, "--int8_source": args.int8_source,
+                 "--fp32_source": args.fp32_source})
     rows = {"int8": (model, backend_for(model).name(), "int8"),
             "fp32": (Path(args.fp32_model), backend_for(args.fp32_model).name(), "fp32")}
     rows.update(engine_rows(engines, rows["int8"][1], args.int8_source, args.fp32_source, args.aipp,
                             Path(args.work_dir), log, profile.image_hw))
+    same_source({f"the {name} row's model": path for name, (path, _, _) in rows.items()})
     loaded = {name: load_timed(path, args.warmup_count) for name, (path, _, _) in rows.items()}
     with tempfile.TemporaryDirectory(prefix="poc-peak-") as tmp:
         # the CPU's rates are timed in the same alternating rounds as the networks, so they see the same drift

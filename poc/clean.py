@@ -21,39 +21,50 @@ README_DST = ("dst2",)  # the README's --device 0,1 example writes here
 
 
 def toolkit_files(root: Path) -> tuple[list[Path], list[Path]]:
-    """(files, folders removed whole): what the toolkit writes under ``root``."""
+    """(files, folders removed whole): what the toolkit writes under ``root``, every profile's in its folder."""
     files: list[Path] = []
-    whole = [root / config.BENCH_DIR] + [root / p.demo_data_dir for p in profiles.PROFILES.values()]
+    whole = [root / p.demo_data_dir for p in profiles.PROFILES.values()]
 
     def owned(folder: Path, pattern: str) -> None:
         if folder.is_dir() and not folder.is_symlink():
             files.extend(e for e in folder.iterdir() if e.is_file() and re.fullmatch(pattern, e.name))
 
-    owned(root / config.BIN_DIR, config.BIN_OWNED)
-    owned(root / config.PIC_DIR, config.PIC_OWNED)
-    owned(root / config.CALIB_DIR, config.CALIB_OWNED)
-    for dst in (config.DST_INT8, config.DST_FP32, config.DST_BF16, *README_DST):
-        folder = root / dst
-        owned(folder, config.OUTPUT_OWNED)
-        if folder.is_dir():
-            for entry in folder.iterdir():
-                if DEVICE_DIR.fullmatch(entry.name):
-                    owned(entry, config.OUTPUT_OWNED)
-                elif re.fullmatch(rf"device[0-9]+{config.SUMMARY_SUFFIX}", entry.name):
-                    files.append(entry)
-        files.append(root / f"{dst}{config.SUMMARY_SUFFIX}")
-    files += [root / n for n in (config.LABEL_FILE, config.RESULT_JSON, config.RESULT_FP32_JSON,
-                                 config.RESULT_BF16_JSON, config.BENCHMARK_JSON, config.BENCHMARK_PNG)]
-    files.append(root / config.MODELS_DIR / config.END2END_ONNX)
     for p in profiles.PROFILES.values():
+        def at(rel, p=p) -> Path:  # this profile's place for one of config's paths
+            return root / p.path(rel)
+        whole.append(at(config.BENCH_DIR))
+        owned(at(config.BIN_DIR), config.BIN_OWNED)
+        owned(at(config.PIC_DIR), config.PIC_OWNED)
+        owned(at(config.CALIB_DIR), config.CALIB_OWNED)
+        for dst in (config.DST_INT8, config.DST_FP32, config.DST_BF16, *README_DST):
+            owned(at(dst), config.OUTPUT_OWNED)
+            if at(dst).is_dir():
+                for entry in at(dst).iterdir():
+                    if DEVICE_DIR.fullmatch(entry.name):
+                        owned(entry, config.OUTPUT_OWNED)
+                    elif re.fullmatch(rf"device[0-9]+{config.SUMMARY_SUFFIX}", entry.name):
+                        files.append(entry)
+            files.append(at(f"{dst}{config.SUMMARY_SUFFIX}"))
+        files += [at(n) for n in (config.LABEL_FILE, config.RESULT_JSON, config.RESULT_FP32_JSON,
+                                  config.RESULT_BF16_JSON, config.BENCHMARK_JSON, config.BENCHMARK_PNG)]
+        files.append(at(f"{config.MODELS_DIR}/{config.END2END_ONNX}"))
         names = p.names()
         quant = names["QUANT_SAVE_PATH"]
         files += [root / f"{quant}{s}" for s in (config.DEPLOY_SUFFIX, config.FAKE_QUANT_SUFFIX, config.REPORT_SUFFIX)]
         for key in ("COMPILED_INT8", "COMPILED_FP32", "COMPILED_BF16"):
             files += [root / f"{names[key]}{s}" for s in (*config.COMPILED_SUFFIXES, ".bin")]  # .bin: an IR's weights
-        demo = profiles.shell_names(p)["DEMO_CHECKPOINT"]
-        files += [root / demo, root / f"{demo}.json"]
+        files += [root / p.demo_checkpoint, root / f"{p.demo_checkpoint}.json"]
     return [f for f in files if f.is_file() or f.is_symlink()], [w for w in whole if w.is_dir()]
+
+
+def stage_folders() -> list[str]:
+    """Every profile's stage folders (deepest first) and working folder, to remove once they hold nothing of yours."""
+    folders = []
+    for p in profiles.PROFILES.values():
+        folders += [p.path(f) for f in (config.BIN_DIR, config.PIC_DIR, config.CALIB_DIR, config.DST_INT8,
+                                        config.DST_FP32, config.DST_BF16, *README_DST, config.MODELS_DIR)]
+        folders.append(p.workdir)
+    return folders
 
 
 def size_of(path: Path) -> int:
@@ -81,10 +92,9 @@ def main(argv=None) -> int:
         if not args.dry_run:
             shutil.rmtree(w)
     if not args.dry_run:  # the stages' folders, once they hold nothing of yours
-        for folder in (config.BIN_DIR, config.PIC_DIR, config.CALIB_DIR, config.DST_INT8, config.DST_FP32,
-                       config.DST_BF16, *README_DST, config.MODELS_DIR):
+        for folder in stage_folders():
             path = root / folder
-            if path.is_dir() and not path.is_symlink():
+            if path.is_dir() and not path.is_symlink() and path.resolve() != root.resolve():
                 for sub in sorted((d for d in path.iterdir() if d.is_dir() and DEVICE_DIR.fullmatch(d.name)),
                                   reverse=True):
                     if not any(sub.iterdir()):

@@ -20,7 +20,15 @@ import onnxruntime as ort
 from . import ascend, profiles
 from .aipp import Aipp, fold_into_model, parse_aipp
 from .backends import PRECISION_KEY, OnnxRuntimeBackend, amx_int8, load_onnx, native_bf16
-from .config import AIPP_CFG, COMPILED_INT8, CPU_QUANTIZER_KEY, DEPLOY_SUFFIX, INPUT_SHAPE, QUANT_SAVE_PATH
+from .config import (
+    AIPP_CFG,
+    COMPILED_INT8,
+    CPU_QUANTIZER_KEY,
+    DEPLOY_SUFFIX,
+    INPUT_SHAPE,
+    QUANT_SAVE_PATH,
+    SOURCE_KEY,
+)
 from .errors import InputError, OutputSet, StageError, first_line, run_main
 from .progress import Log
 from .small_maps import lay_batch_along_width
@@ -178,6 +186,7 @@ def _write_openvino(model: onnx.ModelProto, aipp: Aipp | None, shape: list[int],
     import openvino as ov
     from openvino.preprocess import PrePostProcessor
     outputs.file(out)  # makes the output folder (and checks it can be written) before the scratch folder goes there
+    source = {p.key: p.value for p in model.metadata_props}.get(SOURCE_KEY)
     with tempfile.TemporaryDirectory(prefix=".ov.", dir=out.parent) as tmp:
         fixed = Path(tmp) / "fixed.onnx"
         model = fold_into_model(model, None, shape, input_name=name)
@@ -206,6 +215,8 @@ def _write_openvino(model: onnx.ModelProto, aipp: Aipp | None, shape: list[int],
         steps.scale([float(1.0 / v) for v in aipp.var_reci])
         ov_model = ppp.build()
     ov_model.set_rt_info(precision, [PRECISION_KEY])
+    if source:  # which weights it was made from, as the ONNX files say in their metadata
+        ov_model.set_rt_info(source, [SOURCE_KEY])
     with outputs, tempfile.TemporaryDirectory(prefix=".ov.", dir=out.parent) as tmp:
         ov.save_model(ov_model, str(Path(tmp) / "model.xml"), compress_to_fp16=False)
         os.replace(Path(tmp) / "model.xml", outputs.file(out))

@@ -73,6 +73,10 @@ PUBLISHED_310P3 = {
     "fp16": {"precision": "FP16 + AIPP", "batch": 24, "top1": 79.91, "throughput": 9336},
 }
 
+# The metadata key (ONNX metadata_props, OpenVINO rt_info) that says which weights a model was made from: the
+# export records their sha256, quantization and compilation carry it on, and whatever combines two models checks it.
+SOURCE_KEY = "poc_source_sha256"
+
 # Published MindSpore Hub assets (seed cards), to say whether a given file is the published one.
 PUBLISHED_ASSETS_SHA256 = {
     "residual_distill_res50_cifar10_bs_1_update.ms": "449498ecf5201d46d4eaee2754d69db89b656573f4e74ab42a9f8597299bb63b",

@@ -219,7 +219,7 @@ def main():
     args = p.parse_args()
     profile = profiles.get(args.profile)
     data = args.data or profile.demo_data_dir
-    out = args.out or (DEMO_CHECKPOINT if profile.name == profiles.DEFAULT else profile.demo_checkpoint)
+    out = args.out or profile.demo_checkpoint
     if args.if_stale and is_up_to_date(data, out, profile):
         Log(args.quiet, "demo-model")(f"{out} is up to date for {data}")
         return

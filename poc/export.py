@@ -9,6 +9,7 @@ and compared with PyTorch on ONNX Runtime before it is renamed into place.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import json
 import os
@@ -21,7 +22,16 @@ import onnx
 import torch
 
 from .backends import OnnxRuntimeBackend
-from .config import IMAGE_CHANNELS, IMAGE_HW, INPUT_NAME, MEAN_RGB_255, ONNX_OPSET, OUTPUT_NAME, STD_RGB_255
+from .config import (
+    IMAGE_CHANNELS,
+    IMAGE_HW,
+    INPUT_NAME,
+    MEAN_RGB_255,
+    ONNX_OPSET,
+    OUTPUT_NAME,
+    SOURCE_KEY,
+    STD_RGB_255,
+)
 from .errors import InputError, StageError, atomic_path, first_line
 from .model import ImageClassifier
 from .progress import Log
@@ -160,9 +170,11 @@ def export_onnx(model: ImageClassifier, out_path, checkpoint_desc: str, exporter
         else:
             export_native(model, tmp)
         num_classes = int(model.head.fc.out_features)
+        source = sha256_of(checkpoint) if checkpoint else hashlib.sha256(checkpoint_desc.encode()).hexdigest()
         add_metadata(tmp, {
             "mean_rgb_255": list(MEAN_RGB_255), "std_rgb_255": list(STD_RGB_255), "num_classes": str(num_classes),
-            "source_checkpoint": checkpoint_desc, "exporter": exporter, "input_layout": "NCHW float32, normalised",
+            SOURCE_KEY: source, "source_checkpoint": checkpoint_desc, "exporter": exporter,
+            "input_layout": "NCHW float32, normalised",
             "model": "mmcls ResNet_CIFAR depth 50 + GlobalAveragePooling + LinearClsHead (softmax)",
         })
         try:
@@ -203,12 +215,16 @@ def require_checkpoint(checkpoint, random_init: bool, seed):
 
 # --- MindSpore Lite .ms -> end2end.onnx -------------------------------------------------------------------------
 
+def sha256_of(*paths) -> str:
+    """The sha256 of one file, or of the files' sha256s in order (a checkpoint and its index.txt)."""
+    digests = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths]
+    return digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
+
+
 def published_verdict(path) -> str:
     """Whether ``path`` is byte for byte a published asset (by its sha256)."""
-    import hashlib
-
     from .config import PUBLISHED_ASSETS_SHA256
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    digest = sha256_of(path)
     if digest in PUBLISHED_ASSETS_SHA256.values():
         name = next(k for k, v in PUBLISHED_ASSETS_SHA256.items() if v == digest)
         return f"sha256 {digest[:16]}...: matches the published asset {name}"
@@ -232,6 +248,7 @@ def export_ms(ms_path, out_path, log: Log | None = None, samples: int = 2, seed:
     out_path = Path(out_path)
     with atomic_path(out_path) as tmp:
         model.metadata_props.add(key="source_model", value=str(Path(ms_path).resolve()))
+        model.metadata_props.add(key=SOURCE_KEY, value=sha256_of(ms_path))
         model.metadata_props.add(key="exporter", value="poc.ms_onnx (MindSpore Lite .ms)")
         model.metadata_props.add(key="num_classes", value=str(num_classes))
         if mean is not None:
@@ -322,7 +339,8 @@ def export_pruned(ckpt_path, index_path, out_path, hw: int, log: Log | None = No
     with atomic_path(out_path) as tmp:
         torchscript_export(model, str(tmp), ONNX_OPSET, OUTPUT_NAME, DYNAMIC_AXES, hw=hw)
         add_metadata(tmp, {"mean_rgb_255": list(mean or ()), "std_rgb_255": list(std or ()),
-                           "num_classes": str(num_classes), "source_checkpoint": str(Path(ckpt_path).resolve()),
+                           "num_classes": str(num_classes), SOURCE_KEY: sha256_of(ckpt_path, index_path),
+                           "source_checkpoint": str(Path(ckpt_path).resolve()),
                            "index": str(Path(index_path).resolve()), "exporter": "native (MindSpore checkpoint)",
                            "model": "ResNet50-0.65x (SCOP), scatter folded into conv3/bn3"})
         try:

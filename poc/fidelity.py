@@ -20,7 +20,7 @@ from .backends import OnnxRuntimeBackend
 from .config import BATCH_SIZE
 from .errors import StageError
 from .files import normalise
-from .progress import Log
+from .progress import Log, versus
 
 GROUPS = ("stem", "layer1", "layer2", "layer3", "layer4", "head")
 
@@ -54,12 +54,6 @@ class Fidelity:
             text += f"; top-1 INT8 vs FP32: {versus(self.int8_top1, self.fp32_top1)}"
         return text
 
-
-def versus(int8_top1: float, fp32_top1: float) -> str:
-    """The INT8 model's top-1 against FP32's, with the direction in words: '94.75 % vs 95.00 %: 0.25 points lower'."""
-    diff = int8_top1 - fp32_top1
-    how = "the same" if abs(diff) < 0.005 else f"{abs(diff):.2f} points {'lower' if diff < 0 else 'higher'}"
-    return f"{int8_top1:.2f} % vs {fp32_top1:.2f} %: {how}"
 
 
 def predict(model_path, x: np.ndarray, batch: int = BATCH_SIZE,

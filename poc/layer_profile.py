@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import profiles
 from .backends import backend_for, input_spec
 from .config import END2END_ONNX, IMAGE_CHANNELS, INPUT_NAME, MODELS_DIR
 from .cpu_rates import layer_macs
@@ -117,13 +118,17 @@ def print_profile(p: dict, top: int = 10) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m poc.layer_profile", description=__doc__.split("\n\n")[0])
+    profiles.add_argument(p)
     p.add_argument("--model", required=True, action="append", help="a compiled .onnx or .xml model (repeatable)")
-    p.add_argument("--source", default=f"{MODELS_DIR}/{END2END_ONNX}",
-                   help="the float ONNX model the convolutions' sizes come from (default: %(default)s)")
-    p.add_argument("--hw", type=int, default=32, help="input height and width (default: %(default)s)")
+    p.add_argument("--source", default=None, help=f"the float ONNX model the convolutions' sizes come from (default: "
+                                                  f"the profile's, {MODELS_DIR}/{END2END_ONNX})")
+    p.add_argument("--hw", type=int, default=None, help="input height and width (default: the profile's)")
     p.add_argument("--runs", type=int, default=20, help="timed runs (default: %(default)s)")
     p.add_argument("--top", type=int, default=10, help="slowest layers listed (default: %(default)s)")
     args = p.parse_args(argv)
+    profile = profiles.get(args.profile)
+    args.source = args.source or profile.path(f"{MODELS_DIR}/{END2END_ONNX}")
+    args.hw = args.hw or profile.image_hw
     if args.runs < 1:
         p.error("--runs must be at least 1")
     for model in args.model:

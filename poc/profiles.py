@@ -3,6 +3,7 @@ takes ``--profile NAME``; the default is the ModelZoo mmcls CIFAR-100 model, who
 every default command and file is what it always was)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,14 @@ class Profile:
     assets: tuple[str, ...] = ()  # published file names (their sha256 in config.PUBLISHED_ASSETS_SHA256)
     batch: int = config.BATCH_SIZE
     index: str | None = None  # a pruned model's channel index file (repository-relative), needed beside its weights
+    demo_weights: str = ""  # the demo checkpoint's file name in models/
+    # Where this profile's files go: the default profile keeps the ModelZoo's paths (.), every other profile a
+    # folder of its own, so running one profile never changes what another reads.
+    workdir: str = "."
+
+    def path(self, rel) -> str:
+        """``rel``, one of config's paths (relative to the working folder), in this profile's working folder."""
+        return str(rel) if self.workdir == "." else "./" + os.path.normpath(os.path.join(self.workdir, str(rel)))
 
     @property
     def input_shape(self) -> str:
@@ -53,14 +62,11 @@ class Profile:
 
     @property
     def demo_checkpoint(self) -> str:
-        return f"{config.MODELS_DIR}/demo_{self.stem}.{self.weights}"
+        return self.path(f"{config.MODELS_DIR}/{self.demo_weights}")
 
     def names(self) -> dict[str, str]:
-        """The pipeline's file names for this profile (the default profile's are config's)."""
-        if self.name == DEFAULT:
-            return {"QUANT_SAVE_PATH": config.QUANT_SAVE_PATH, "COMPILED_INT8": config.COMPILED_INT8,
-                    "COMPILED_FP32": config.COMPILED_FP32, "COMPILED_BF16": config.COMPILED_BF16}
-        m = config.MODELS_DIR
+        """The pipeline's model names for this profile (the default profile's are config's: the ModelZoo's)."""
+        m = self.path(config.MODELS_DIR)
         return {"QUANT_SAVE_PATH": f"{m}/{self.stem}_quant", "COMPILED_INT8": f"{m}/{self.stem}_quant_bs{self.batch}",
                 "COMPILED_FP32": f"{m}/{self.stem}_fp32_bs{self.batch}",
                 "COMPILED_BF16": f"{m}/{self.stem}_bf16_bs{self.batch}"}
@@ -72,19 +78,22 @@ PROFILES = {p.name: p for p in (
             config.CIFAR100_DIR, config.DEMO_DATA_DIR, "test", "train", config.IMAGE_HW, 100, config.MEAN_RGB_255,
             config.STD_RGB_255, "mmcls_resnet_cifar", "poc.model", "pth", ".", "resnet50",
             published={"FP32 (mmcls)": 79.90, "FP16 on the 310P3": config.PUBLISHED_310P3["fp16"]["top1"],
-                       "INT8 on the 310P3": config.PUBLISHED_310P3["int8"]["top1"]}),
+                       "INT8 on the 310P3": config.PUBLISHED_310P3["int8"]["top1"]},
+            demo_weights=Path(config.DEMO_CHECKPOINT).name),
     Profile("ms-resnet50-plain-cifar10", "ResNet50 Residual Distillation (shortcut-free ResNet-50, CIFAR-10)",
             "cifar10", "./cifar-10-batches-py", "./demo-data/cifar-10-batches-py", "test_batch", "data_batch_1", 32, 10,
             tuple(255 * m for m in (0.49139968, 0.48215827, 0.44653124)),  # the authors' dataloader, RGB
             tuple(255 * s for s in (0.24703233, 0.24348505, 0.26158768)),
             "plain_resnet50", "poc.plain_resnet", "ms", "profiles/ms-resnet50-plain-cifar10", "resnet50_plain_cifar10",
-            published={"FP32 (MindSpore Lite, model card)": 94.46}, assets=("residual_distill_res50_cifar10_bs_1_update.ms",)),
+            published={"FP32 (MindSpore Lite, model card)": 94.46}, assets=("residual_distill_res50_cifar10_bs_1_update.ms",),
+            demo_weights="demo_resnet50_plain_cifar10.ms", workdir="./ms-resnet50-plain-cifar10"),
     Profile("ms-resnet50-0.65x-pets", "ResNet50-0.65x (SCOP-pruned ResNet-50, Oxford-IIIT Pet)", "pets",
             "./oxford-iiit-pet", "./demo-data/oxford-iiit-pet", "test.txt", "trainval.txt", 224, 37,
             tuple(255 * m for m in (0.485, 0.456, 0.406)), tuple(255 * s for s in (0.229, 0.224, 0.225)),
             "pruned_resnet50", "poc.pruned_resnet", "ckpt", "profiles/ms-resnet50-0.65x-pets", "resnet50_pruned_pets",
             published={"FP32 (MindSpore, model card)": 80.24}, assets=("resnet50-pet-0.65x-80.24.ckpt",),
-            index="profiles/ms-resnet50-0.65x-pets/index.txt"),
+            index="profiles/ms-resnet50-0.65x-pets/index.txt", demo_weights="demo_resnet50_pruned_pets.ckpt",
+            workdir="./ms-resnet50-0.65x-pets"),
 )}
 
 
@@ -105,13 +114,15 @@ def shell_names(profile: Profile) -> dict[str, str]:
     """config's names with this profile's in their place, for pipeline.sh."""
     names = config.shell_names()
     names.update(profile.names())
+    names.update({k: profile.path(getattr(config, k)) for k in ("BIN_DIR", "LABEL_FILE", "PIC_DIR", "CALIB_DIR",
+                                                               "MODELS_DIR")})
     split_dir = "annotations/" if profile.dataset == "pets" else ""  # where the split files are in the data folder
     names.update(PROFILE=profile.name, DATA_DIR=profile.data_dir, DEMO_DATA_DIR=profile.demo_data_dir,
                  DATASET=profile.dataset, EVAL_SPLIT=profile.eval_split, CALIB_SPLIT=profile.calib_split,
                  EVAL_FILE=split_dir + profile.eval_split, CALIB_FILE=split_dir + profile.calib_split,
                  INPUT_SHAPE=profile.input_shape,
                  AIPP_CONF=str(profile.aipp_conf), QUANT_CONF=str(profile.quant_cfg), WEIGHTS=profile.weights,
-                 DEMO_CHECKPOINT=config.DEMO_CHECKPOINT if profile.name == DEFAULT else profile.demo_checkpoint)
+                 DEMO_CHECKPOINT=profile.demo_checkpoint, WORK_DIR=profile.path("./"))
     return names
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import onnx
 
 from . import ascend, profiles
+from .backends import same_source
 from .calibrate import ifmr_ranges, read_calibration_bins
 from .config import (
     BIN_DIR,
@@ -72,19 +73,20 @@ def main(argv=None) -> int:
         prog="quantize.sh", description="Stage 4: INT8 calibration. amct_onnx calibration when AMCT is on PATH "
         "(or POC_BACKEND=ascend), else ONNX Runtime static INT8 (QDQ) on the CPU, same output names.")
     profiles.add_argument(p)
-    p.add_argument("--model", default=f"{MODELS_DIR}/{END2END_ONNX}", help="float ONNX model (default: %(default)s)")
+    p.add_argument("--model", default=None, help=f"float ONNX model (default: the profile's, {MODELS_DIR}/{END2END_ONNX})")
     p.add_argument("--save_path", default=None,
                    help=f"output prefix: {{save_path}}_deploy_model.onnx ... (default: {QUANT_SAVE_PATH}, or the "
                         "profile's)")
     p.add_argument("--input_shape", default=None, help=f"NAME:N,C,H,W (default: {INPUT_SHAPE}, or the profile's)")
-    p.add_argument("--data_dir", default=f"{CALIB_DIR}/", help="calibration bins (default: %(default)s)")
+    p.add_argument("--data_dir", default=None, help=f"calibration bins (default: the profile's, {CALIB_DIR}/)")
     p.add_argument("--data_types", default="float32", help="calibration data type (default: %(default)s)")
     p.add_argument("--calibration_config", default=None,
                    help=f"AMCT config (default: {QUANT_CFG}; for another profile its own quant.cfg)")
     p.add_argument("--method", choices=METHODS, default="ifmr",
                    help="CPU calibration: ifmr (AMCT's, default), or ONNX Runtime's minmax/percentile/entropy")
-    p.add_argument("--eval_bins", default=BIN_DIR, help="test images for the fidelity report (default: %(default)s)")
-    p.add_argument("--eval_labels", default=LABEL_FILE, help="their labels, if any (default: %(default)s)")
+    p.add_argument("--eval_bins", default=None, help=f"test images for the fidelity report (default: the profile's, "
+                                                     f"{BIN_DIR})")
+    p.add_argument("--eval_labels", default=None, help=f"their labels, if any (default: the profile's, {LABEL_FILE})")
     p.add_argument("--eval_images", type=int, default=480, help="images in the fidelity report (default: 480)")
     p.add_argument("--sensitivity", action="store_true", help="per-layer-group sensitivity table (CPU)")
     p.add_argument("--quiet", action="store_true", help="no progress or log lines")
@@ -93,6 +95,10 @@ def main(argv=None) -> int:
         p.error("--eval_images must be >= 0")
     profile = profiles.get(args.profile)
     args.save_path = args.save_path or profile.names()["QUANT_SAVE_PATH"]
+    args.model = args.model or profile.path(f"{MODELS_DIR}/{END2END_ONNX}")
+    args.data_dir = args.data_dir or profile.path(CALIB_DIR) + "/"
+    args.eval_bins = args.eval_bins or profile.path(BIN_DIR)
+    args.eval_labels = args.eval_labels or profile.path(LABEL_FILE)
     args.input_shape = args.input_shape or profile.input_shape
     args.calibration_config = args.calibration_config or (QUANT_CFG if profile.name == profiles.DEFAULT
                                                           else str(profile.quant_cfg))
@@ -117,6 +123,7 @@ def main(argv=None) -> int:
         images, labels = read_image_bins(args.eval_bins, args.eval_labels, args.eval_images, profile.image_hw) \
             if Path(args.eval_bins).is_dir() else ([], None)
         if len(images) and int8_model.is_file():
+            same_source({"--model": args.model, "the INT8 model": int8_model})
             ev = eval_set(args.model, images, labels, profile.mean_rgb_255, profile.std_rgb_255)
             fid = compare(ev.fp32, predict(int8_model, ev.x), ev.labels)
             log(fid.line())

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from . import profiles
+from .backends import same_source
 from .config import (
     DST_BF16,
     DST_FP32,
@@ -21,8 +22,8 @@ from .config import (
     compiled_model,
 )
 from .errors import run_main
-from .fidelity import versus
 from .files import find_outputs, read_output_vector
+from .progress import versus
 
 
 def _load(path) -> dict | None:
@@ -44,14 +45,25 @@ def output_fidelity(folder, reference) -> tuple[float, float, int] | None:
     return float((x.argmax(1) == y.argmax(1)).mean() * 100), float(cos.mean()), len(stems)
 
 
+def _model_of(infer_summary: dict | None) -> str | None:
+    """The --model an inference run was given (ais_bench's summary keeps its argv)."""
+    argv = (infer_summary or {}).get("args") or []
+    for i, arg in enumerate(argv):
+        if arg in ("--model", "-m") and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--model="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Print the pipeline summary from its output files.")
     profiles.add_argument(p)
-    p.add_argument("--result", default=RESULT_JSON)
-    p.add_argument("--result_fp32", default=RESULT_FP32_JSON)
-    p.add_argument("--result_bf16", default=RESULT_BF16_JSON)
-    p.add_argument("--infer_summary", default=f"{DST_INT8}{SUMMARY_SUFFIX}")
-    p.add_argument("--infer_summary_fp32", default=f"{DST_FP32}{SUMMARY_SUFFIX}")
+    p.add_argument("--result", default=None, help=f"(default: the profile's {RESULT_JSON})")
+    p.add_argument("--result_fp32", default=None, help=f"(default: the profile's {RESULT_FP32_JSON})")
+    p.add_argument("--result_bf16", default=None, help=f"(default: the profile's {RESULT_BF16_JSON})")
+    p.add_argument("--infer_summary", default=None, help=f"(default: the profile's {DST_INT8}{SUMMARY_SUFFIX})")
+    p.add_argument("--infer_summary_fp32", default=None, help=f"(default: the profile's {DST_FP32}{SUMMARY_SUFFIX})")
     p.add_argument("--quant_report", default=None, help=f"(default: {QUANT_SAVE_PATH}{REPORT_SUFFIX}, or the profile's)")
     p.add_argument("--data", default="", help="data set used (for the record)")
     p.add_argument("--checkpoint", default="", help="checkpoint used (for the record)")
@@ -59,22 +71,30 @@ def main(argv=None) -> int:
     profile = profiles.get(args.profile)
     names = profile.names()
     args.quant_report = args.quant_report or f"{names['QUANT_SAVE_PATH']}{REPORT_SUFFIX}"
+    args.result = args.result or profile.path(RESULT_JSON)
+    args.result_fp32 = args.result_fp32 or profile.path(RESULT_FP32_JSON)
+    args.result_bf16 = args.result_bf16 or profile.path(RESULT_BF16_JSON)
+    args.infer_summary = args.infer_summary or profile.path(f"{DST_INT8}{SUMMARY_SUFFIX}")
+    args.infer_summary_fp32 = args.infer_summary_fp32 or profile.path(f"{DST_FP32}{SUMMARY_SUFFIX}")
+    dst_int8, dst_fp32, dst_bf16 = (profile.path(d) for d in (DST_INT8, DST_FP32, DST_BF16))
     int8, fp32, bf16 = _load(args.result), _load(args.result_fp32), _load(args.result_bf16)
     s8, s32 = _load(args.infer_summary), _load(args.infer_summary_fp32)
-    s16 = _load(f"{DST_BF16}{SUMMARY_SUFFIX}")
+    s16 = _load(f"{dst_bf16}{SUMMARY_SUFFIX}")
     bf16_model = compiled_model(names["COMPILED_BF16"])
     if bf16 is not None and not (bf16_model.is_file() and bf16_model.stat().st_mtime <= Path(args.result_bf16).stat().st_mtime
                                  and compiled_model(names["COMPILED_FP32"]).stat().st_mtime <= bf16_model.stat().st_mtime):
         bf16 = None  # a BF16 result from an earlier run with another model: not this run's
     rep = _load(args.quant_report)
+    same_source({f"the {name} run's model": _model_of(summ) for name, summ in (("INT8", s8), ("FP32", s32),
+                                                                                 ("BF16", s16 if bf16 else None))})
     print("\n================ pipeline summary ================")
     if profile.name != profiles.DEFAULT:
         print(f"profile: {profile.name} ({profile.title})")
     if args.data or args.checkpoint:
         print(f"data: {args.data}   checkpoint: {args.checkpoint}")
     print(f"{'model':<22} {'top-1':>8} {'top-5':>8} {'img/s':>9} {'e2e img/s':>10}")
-    for name, res, summ in (("INT8 (bs24, AIPP)", int8, s8), ("BF16 (bs24, AIPP)", bf16, s16),
-                            ("FP32 (bs24, AIPP)", fp32, s32)):
+    for name, res, summ in ((f"INT8 (bs{profile.batch}, AIPP)", int8, s8), (f"BF16 (bs{profile.batch}, AIPP)", bf16, s16),
+                            (f"FP32 (bs{profile.batch}, AIPP)", fp32, s32)):
         if res is None:
             continue
         m = res["metrics"]
@@ -86,7 +106,7 @@ def main(argv=None) -> int:
         print(f"INT8 top-1 vs FP32: {versus(int8['metrics']['top1'], fp32['metrics']['top1'])} on "
               f"{int8['metrics']['num_images']} images (published top-1: {published})")
     if bf16 is not None:
-        fid = output_fidelity(DST_BF16, DST_FP32)
+        fid = output_fidelity(dst_bf16, dst_fp32)
         if fid:
             print(f"BF16 vs FP32 ({fid[2]} images): top-1 agreement {fid[0]:.2f} %, mean cosine {fid[1]:.5f} "
                   f"(the CPU's counterpart of the 310P3's FP16 row)")
@@ -101,7 +121,7 @@ def main(argv=None) -> int:
     for what, path in (("INT8 model", compiled_model(names["COMPILED_INT8"])),
                        ("FP32 model", compiled_model(names["COMPILED_FP32"])),
                        ("BF16 model", bf16_model if bf16 is not None else Path("/nonexistent")),
-                       ("INT8 outputs", f"{DST_INT8}/"), ("FP32 outputs", f"{DST_FP32}/"),
+                       ("INT8 outputs", f"{dst_int8}/"), ("FP32 outputs", f"{dst_fp32}/"),
                        ("INT8 accuracy", args.result), ("FP32 accuracy", args.result_fp32),
                        ("quantization report", args.quant_report), ("inference summary", args.infer_summary)):
         if Path(path).exists():

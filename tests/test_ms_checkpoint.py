@@ -141,12 +141,12 @@ def test_export_of_a_pets_checkpoint(pets_checkpoint, tmp_path):
     model, path = pets_checkpoint
     proc = run_script(["export_onnx.py", "--profile", PETS, "--checkpoint", str(path)], cwd=tmp_path)
     assert "matches the published asset index.txt" in proc.stdout and "ignored 2 values" in proc.stdout
-    m = onnx.load(str(tmp_path / "models" / "end2end.onnx"))
+    m = onnx.load(str(tmp_path / PETS / "models" / "end2end.onnx"))
     assert "ScatterND" not in {n.op_type for n in m.graph.node}
     assert [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")] == [11]
     from poc.backends import OnnxRuntimeBackend
     x = np.random.default_rng(1).standard_normal((2, 3, 96, 96)).astype(np.float32)
-    got = OnnxRuntimeBackend().load(tmp_path / "models" / "end2end.onnx").predict({"input": x})[0]
+    got = OnnxRuntimeBackend().load(tmp_path / PETS / "models" / "end2end.onnx").predict({"input": x})[0]
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()  # the scattered network, softmax
     assert got.shape == (2, 37) and np.abs(got - want).max() <= 1e-4

@@ -157,11 +157,12 @@ def test_pets_profile_end_to_end_on_a_tiny_set(tmp_path):
     proc = run_script(["pipeline.sh", "--profile", "ms-resnet50-0.65x-pets", "--data", str(data), "--checkpoint",
                        str(tmp_path / "demo.ckpt"), "--quiet"], cwd=tmp_path)
     assert "published top-1: FP32 (MindSpore, model card) 80.24 %" in proc.stdout
-    result = json.loads((tmp_path / "result.json").read_text())
+    work = tmp_path / "ms-resnet50-0.65x-pets"  # the profile's own folder
+    result = json.loads((work / "result.json").read_text())
     assert result["value"][:2] == [{"key": "Number of images", "value": "37"}, {"key": "Number of classes", "value": "37"}]
     with Image.open(data / "images" / "Abyssinian_7.jpg") as img:  # the demo's 320x465 image: 256 x 371, cropped
-        assert img.size == (320, 465) and (tmp_path / "bin_data" / "img0.bin").read_bytes() == _rule(img).tobytes()
-    fp32 = json.loads((tmp_path / "result_fp32.json").read_text())["metrics"]["top1"]
+        assert img.size == (320, 465) and (work / "bin_data" / "img0.bin").read_bytes() == _rule(img).tobytes()
+    fp32 = json.loads((work / "result_fp32.json").read_text())["metrics"]["top1"]
     assert fp32 > 20.0  # chance is 2.7 %
 
 

@@ -27,7 +27,8 @@ def test_each_profiles_aipp_conf_is_its_normalisation(name):
 
 def test_plain_profile_facts():
     p = profiles.get(PLAIN)
-    assert (p.num_classes, p.image_hw, p.weights, p.published["top1"]) == (10, 32, "ms", 94.46)
+    assert (p.num_classes, p.image_hw, p.weights) == (10, 32, "ms")
+    assert p.published == {"FP32 (MindSpore Lite, model card)": 94.46}
     assert np.allclose(np.array(p.mean_rgb_255) / 255, (0.49139968, 0.48215827, 0.44653124))
     assert p.input_shape == "input:24,3,32,32" and p.names()["COMPILED_INT8"].endswith("_quant_bs24")
     with pytest.raises(Exception, match="is not one of"):
@@ -57,10 +58,11 @@ def test_cifar10_demo_set_and_profile_defaults(tmp_path):
     assert split.num_classes == 10 and len(split) == 20 and len(cifar.load_class_names(folder / "batches.meta")) == 10
     shutil.copytree(folder, tmp_path / "cifar-10-batches-py")
     run_script(["preprocess_cifar100.py", "--profile", PLAIN, "--quiet"], cwd=tmp_path)  # the profile's test split
-    assert len(os.listdir(tmp_path / "bin_data")) == 20
+    assert len(os.listdir(tmp_path / PLAIN / "bin_data")) == 20  # in the profile's own folder
+    assert not (tmp_path / "bin_data").exists()  # the default profile's files are not touched
     # calibration bins normalised with the CIFAR-10 statistics
     run_script(["create_quant_data.py", "--profile", PLAIN, "--batch_num", "1", "--quiet"], cwd=tmp_path)
-    batch = np.fromfile(tmp_path / "amct_bin_data" / "calib_0000.bin", "<f4").reshape(24, 3, 32, 32)
+    batch = np.fromfile(tmp_path / PLAIN / "amct_bin_data" / "calib_0000.bin", "<f4").reshape(24, 3, 32, 32)
     train = cifar.load_split(tmp_path / "cifar-10-batches-py" / "data_batch_1")
     from poc.files import spread_sample
     idx = spread_sample(train.labels, 24, 0)
@@ -94,8 +96,10 @@ def test_plain_profile_end_to_end_on_a_tiny_set(tmp_path):
                        "--quiet"], cwd=tmp_path)
     assert "profile: ms-resnet50-plain-cifar10" in proc.stdout
     assert "published top-1: FP32 (MindSpore Lite, model card) 94.46 %" in proc.stdout
-    result = json.loads((tmp_path / "result.json").read_text())
+    work = tmp_path / PLAIN  # every file of the profile in its own folder; none of the default profile's
+    result = json.loads((work / "result.json").read_text())
     assert result["value"][:2] == [{"key": "Number of images", "value": "50"}, {"key": "Number of classes", "value": "10"}]
-    assert (tmp_path / "models" / "resnet50_plain_cifar10_quant_bs24.onnx").is_file()
-    fp32 = json.loads((tmp_path / "result_fp32.json").read_text())["metrics"]["top1"]
+    assert (work / "models" / "resnet50_plain_cifar10_quant_bs24.onnx").is_file() and (work / "dst" / "img0_0.txt").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["c10", "demo.ms", "demo.ms.json", PLAIN])
+    fp32 = json.loads((work / "result_fp32.json").read_text())["metrics"]["top1"]
     assert fp32 > 30.0  # chance is 10 %

@@ -3,7 +3,6 @@ benchmark's options are one dataclass, and the AIPP reference is the oracle of t
 import ast
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -75,17 +74,19 @@ def test_om_path_imports_neither_onnxruntime_nor_torch(tmp_path):
 
 # --- each fact once -----------------------------------------------------------------------------------------
 
-def test_output_names_of_config_are_ignored_and_cleaned():
+def test_output_names_of_config_are_ignored():
+    """Every output name of config, and every other profile's folder, is ignored by git (what `make clean` removes
+    is tested by running it, below)."""
+    from poc import profiles
     gitignore = (ROOT / ".gitignore").read_text().split()
-    clean = re.search(r"^clean:\n((?:\t.*\n?)+)", (ROOT / "Makefile").read_text(), re.MULTILINE).group(1).split()
-    names = [config.BIN_DIR, config.PIC_DIR, config.LABEL_FILE, config.CALIB_DIR, config.MODELS_DIR, config.DST_INT8,
+    names = [p.workdir for p in profiles.PROFILES.values() if p.workdir != "."]
+    names += [config.BIN_DIR, config.PIC_DIR, config.LABEL_FILE, config.CALIB_DIR, config.MODELS_DIR, config.DST_INT8,
              config.DST_FP32, config.RESULT_JSON, config.RESULT_FP32_JSON, config.BENCHMARK_JSON, config.BENCHMARK_PNG,
              config.BENCH_DIR, config.DST_INT8 + config.SUMMARY_SUFFIX, config.DST_FP32 + config.SUMMARY_SUFFIX,
              config.DEMO_DATA_DIR.split("/")[1]]
     for name in names:
         bare = name.removeprefix("./")
         assert f"/{bare}/" in gitignore or f"/{bare}" in gitignore, name
-        assert bare in clean, name
     assert "onnxruntime_profile_*.json" in gitignore
 
 
@@ -245,8 +246,10 @@ def test_make_clean_removes_the_toolkits_outputs_and_nothing_else(tmp_path):
             "bench_out/stages/bin_data/img0.bin", "demo-data/cifar-100-python/test",
             "demo-data/oxford-iiit-pet/images/Abyssinian_1.jpg"]
     for p in profiles.PROFILES.values():
-        ours += [f"{p.names()['COMPILED_INT8']}.onnx", f"{p.names()['QUANT_SAVE_PATH']}{config.REPORT_SUFFIX}"]
-    theirs = ["models/my_resnet50.pth", "bin_data/notes.md", "dst/mine/a.txt", "train.py", "pic/holiday.jpg"]
+        ours += [f"{p.names()['COMPILED_INT8']}.onnx", f"{p.names()['QUANT_SAVE_PATH']}{config.REPORT_SUFFIX}",
+                 p.path("bin_data/img3.bin"), p.path(config.RESULT_JSON), p.demo_checkpoint]
+    theirs = ["models/my_resnet50.pth", "bin_data/notes.md", "dst/mine/a.txt", "train.py", "pic/holiday.jpg",
+              "ms-resnet50-0.65x-pets/notes.txt"]
     for rel in ours + theirs:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
@@ -257,4 +260,55 @@ def test_make_clean_removes_the_toolkits_outputs_and_nothing_else(tmp_path):
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file() or p.is_symlink())
     assert left == sorted(theirs), left
     assert not (tmp_path / "amct_bin_data").exists() and not (tmp_path / "dst2").exists()  # emptied: removed
+    assert not (tmp_path / "ms-resnet50-plain-cifar10").exists()  # a profile's folder too
     assert "anything else here is yours and stays" in proc.stdout
+
+
+def _with_source(path, source):
+    m = onnx.load(str(path))
+    m.metadata_props.add(key=config.SOURCE_KEY, value=source)
+    onnx.save(m, str(path))
+    return path
+
+
+def test_the_source_of_a_model_travels_from_export_through_quantize_and_compile(demo_workdir, tmp_path):
+    """end2end.onnx records the sha256 of the weights it was exported from; the QDQ model, the compiled .onnx and
+    the OpenVINO IR carry it on."""
+    import hashlib
+
+    from poc.backends import model_source
+    from poc.compile import compile_cpu
+    from poc.progress import Log
+    want = hashlib.sha256((demo_workdir / "models" / "demo.pth").read_bytes()).hexdigest()
+    assert model_source(demo_workdir / "models" / "end2end.onnx") == want
+    run_script(["quantize.sh", "--model", str(demo_workdir / "models/end2end.onnx"), "--save_path", "q",
+                "--data_dir", str(demo_workdir / "amct_bin_data"), "--calibration_config",
+                str(demo_workdir / "quant.cfg"), "--eval_images", "0", "--quiet"], cwd=tmp_path,
+               env={"POC_BACKEND": "cpu"})
+    assert model_source(tmp_path / "q_deploy_model.onnx") == want
+    for engine in ("onnxruntime", "openvino"):
+        out = compile_cpu(tmp_path / "q_deploy_model.onnx", tmp_path / f"c_{engine}", "input:24,3,32,32",
+                          ROOT / "aipp.conf", log=Log(True), engine=engine)
+        assert model_source(out) == want, engine
+
+
+def test_models_of_two_networks_are_not_combined(tmp_path):
+    from poc.backends import same_source
+    a = _with_source(tiny_model(tmp_path / "a.onnx"), "a" * 64)
+    b = _with_source(tiny_model(tmp_path / "b.onnx"), "b" * 64)
+    same_source({"A": a, "A again": a, "unknown": tiny_model(tmp_path / "c.onnx"), "missing": tmp_path / "none"})
+    proc = run_script(["benchmark.sh", "--model", str(a), "--fp32_model", str(b), "--engines", "onnxruntime",
+                       "--no_peaks", "--loop", "2"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "b.onnx: --fp32_model was made from other weights (sha256 bbbbbbbbbbbb...) than --model" in proc.stderr
+    assert not (tmp_path / "benchmark.json").exists()
+
+
+def test_the_pipeline_summary_refuses_runs_of_two_networks(tmp_path):
+    a = _with_source(tiny_model(tmp_path / "a.onnx"), "a" * 64)
+    b = _with_source(tiny_model(tmp_path / "b.onnx"), "b" * 64)
+    for dst, model in (("dst", a), ("dst_fp32", b)):
+        (tmp_path / f"{dst}_summary.json").write_text(json.dumps({"args": ["infer.sh", "--model", str(model)]}))
+    proc = subprocess.run([sys.executable, "-m", "poc.summary"], cwd=tmp_path, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 2 and "the FP32 run's model was made from other weights" in proc.stderr, proc.stderr
