@@ -6,7 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/poc/common.sh"
 usage() {
     cat <<'USAGE'
 usage: bash pipeline.sh [--profile NAME] [--demo] [--data DIR] [--checkpoint FILE] [--trust_checkpoint] [--engine E]
-                       [--quiet]
+                       [--from STAGE] [--quiet]
 
 Runs every stage with the README's default paths, stops at the first failing stage with its name and its
 exit code (2: bad input, 1: a stage or tool failed).
@@ -22,6 +22,8 @@ exit code (2: bad input, 1: a stage or tool failed).
   --trust_checkpoint pass --trust_checkpoint to export_onnx.py
   --engine E    CPU engine of the compile stage: onnxruntime (default, or $POC_ENGINE) or openvino; with
                 openvino the float model also runs at BF16 (ATC's force_fp16: the NPU's FP16 row), a third row
+  --from STAGE  a re-run: skip the stages before STAGE (preprocess, calib-data, demo-model, export, quantize,
+                compile, infer, postprocess) and use what they wrote last time
   --quiet       no progress bars
   -h, --help    this help
 USAGE
@@ -33,6 +35,8 @@ DEMO=0
 QUIET=()
 CKPT="${CHECKPOINT:-}"
 TRUST=()
+FROM=""
+STAGES=(preprocess calib-data demo-model export quantize compile infer postprocess)
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --demo) DEMO=1 ;;
@@ -41,6 +45,7 @@ while [[ $# -gt 0 ]]; do
         --checkpoint) CKPT="$2"; shift ;;
         --trust_checkpoint) TRUST=(--trust_checkpoint) ;;
         --engine) export POC_ENGINE="$2"; shift ;;
+        --from) FROM="$2"; shift ;;
         --quiet) QUIET=(--quiet) ;;
         -h|--help) usage; exit 0 ;;
         *) echo "pipeline: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
@@ -55,11 +60,24 @@ eval "$NAMES"
 DATA="${DATA:-$DATA_DIR}"
 P=(--profile "$PROFILE")
 
-stage() {  # stage NAME command...: run one stage; when it fails, name it and exit with its code
+if [[ -n "$FROM" && " ${STAGES[*]} " != *" $FROM "* ]]; then
+    echo "pipeline: --from '$FROM': not one of ${STAGES[*]}" >&2
+    exit 2
+fi
+REACHED=$([[ -z "$FROM" ]] && echo 1 || echo 0)
+TIMES=()
+
+stage() {  # stage NAME command...: run one stage (or skip it, before --from's); when it fails, name it and exit
     local name="$1"; shift
+    if [[ "$REACHED" == 0 && ( "$name" == "$FROM" || "$name" == "$FROM"-* ) ]]; then REACHED=1; fi
+    if [[ "$REACHED" == 0 && "$name" != check-weights && "$name" != sample ]]; then
+        echo "==== [$name] skipped (--from $FROM): its outputs from the last run are used"
+        return 0
+    fi
     echo "==== [$name] $*"
-    local code=0
+    local code=0 start=$SECONDS
     "$@" || code=$?
+    TIMES+=("$name $((SECONDS - start)) s")
     if [[ "$code" != 0 ]]; then
         echo "pipeline: stage '$name' failed (exit code $code)" >&2
         exit "$code"
@@ -148,3 +166,4 @@ if [[ "${POC_ENGINE:-onnxruntime}" == openvino ]]; then
         "${QUIET[@]}"
 fi
 "$PYTHON" -m poc.summary "${P[@]}" --data "$DATA" --checkpoint "$CKPT"
+echo "time per stage: $(IFS=,; echo "${TIMES[*]}" | sed 's/,/, /g') (total $SECONDS s)"

@@ -274,6 +274,20 @@ def test_pipeline_end_to_end_matches_direct_computation(demo_data, demo_workdir,
     res = json.loads((tmp_path / "result.json").read_text())
     assert abs(res["metrics"]["top1"] - int8_top1) <= 100 / len(labels) + 1e-9
     assert abs(res["metrics"]["top1"] - fp32["metrics"]["top1"]) <= 3.0
+    assert re.search(r"^time per stage: check-weights \d+ s, preprocess \d+ s, calib-data \d+ s, "
+                     r".*postprocess-fp32 \d+ s \(total \d+ s\)$", proc.stdout, re.MULTILINE), proc.stdout[-600:]
+    # a re-run from inference: the earlier stages are skipped, their outputs used, the results the same
+    models_before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "models").iterdir()}
+    again = run_script(["pipeline.sh", "--data", str(demo_data), "--checkpoint", str(demo_workdir / "models/demo.pth"),
+                        "--from", "infer", "--quiet"], cwd=tmp_path)
+    for stage in ("preprocess", "calib-data", "export", "quantize", "compile-int8", "compile-fp32"):
+        assert f"==== [{stage}] skipped (--from infer)" in again.stdout, stage
+    assert "==== [infer-int8] " in again.stdout and "skipped" not in again.stdout.split("==== [infer-int8]")[1]
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "models").iterdir()} == models_before
+    assert json.loads((tmp_path / "result.json").read_text())["metrics"] == res["metrics"]
+    assert re.search(r"^time per stage: check-weights \d+ s, infer-int8 \d+ s, postprocess-int8", again.stdout, re.MULTILINE)
+    bad = run_script(["pipeline.sh", "--from", "nope"], cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "--from 'nope': not one of preprocess" in bad.stderr
 
 
 def test_pipeline_stops_at_failing_stage_with_its_exit_code(tmp_path):
