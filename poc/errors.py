@@ -251,19 +251,21 @@ class OutputSet:
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise InputError(path, "is a file, expected a folder")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=_parent_folder(path)))
+        with signals_deferred():  # made and registered together: an interrupt between the two would leave it behind
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=_parent_folder(path)))
+            self._swaps.append((path, tmp, re.compile(owned)))
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; give it the mode mkdir would
-        self._swaps.append((path, tmp, re.compile(owned)))
         return tmp
 
     def file(self, path) -> Path:
         path = Path(path)
         if path.is_dir():
             raise InputError(path, "is a folder, expected a file to write")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=_parent_folder(path))
+        with signals_deferred():  # made and registered together (see folder)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=_parent_folder(path))
+            self._swaps.append((path, Path(tmp), None))
         os.close(fd)
         os.chmod(tmp, 0o666 & ~_umask())
-        self._swaps.append((path, Path(tmp), None))
         return Path(tmp)
 
     def __enter__(self) -> OutputSet:

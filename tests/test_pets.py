@@ -115,14 +115,15 @@ def test_preprocess_pets_end_to_end(tmp_path):
     entries = [(f"{pets.CLASSES[c]}_{k}", c) for c in (0, 5, 36) for k in (1, 2)]
     root = _pet_folder(tmp_path / "oxford-iiit-pet", entries)
     run_script(["preprocess_pets.py", "--src_path", str(root), "--quiet"], cwd=tmp_path)
-    assert sorted(os.listdir(tmp_path / "bin_data")) == sorted(f"img{i}.bin" for i in range(6))
-    assert (tmp_path / "img_label.txt").read_text().splitlines() == [f"img{i} {c}" for i, (_, c) in enumerate(entries)]
+    work = tmp_path / "ms-resnet50-0.65x-pets"  # the Pet profile's own folder: its defaults
+    assert sorted(os.listdir(work / "bin_data")) == sorted(f"img{i}.bin" for i in range(6))
+    assert (work / "img_label.txt").read_text().splitlines() == [f"img{i} {c}" for i, (_, c) in enumerate(entries)]
     for i, (name, _) in enumerate(entries):
-        raw = (tmp_path / "bin_data" / f"img{i}.bin").read_bytes()
+        raw = (work / "bin_data" / f"img{i}.bin").read_bytes()
         with Image.open(root / "images" / f"{name}.jpg") as img:
             assert len(raw) == 150_528 and raw == _rule(img).tobytes()
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "pic" / "img3.png")),
-                          np.frombuffer((tmp_path / "bin_data" / "img3.bin").read_bytes(), np.uint8).reshape(224, 224, 3))
+    assert np.array_equal(np.asarray(Image.open(work / "pic" / "img3.png")),
+                          np.frombuffer((work / "bin_data" / "img3.bin").read_bytes(), np.uint8).reshape(224, 224, 3))
     # a corrupt image: one line naming it and no output; --skip_bad leaves it out and says so
     (root / "images" / f"{entries[2][0]}.jpg").write_bytes(b"not a jpeg")
     proc = run_script(["preprocess_pets.py", "--src_path", str(root), "--bin_path", "b2"], cwd=tmp_path, check=False)
