@@ -30,7 +30,7 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
-# The edit-test loop: the tests that take under a few seconds each (conftest.py: the slow marker and fixtures).
+# The edit-test loop: the tests that start no other process and build no demo model (conftest.py says which).
 test-quick: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests
 

@@ -13,8 +13,8 @@ sys.path.insert(0, str(ROOT))
 
 from poc import cifar, sample  # noqa: E402
 
-# `make test-quick` leaves out the slow tests: those marked @pytest.mark.slow (a whole pipeline, a full-size network
-# through a stage) and every test that needs one of these session fixtures (each builds a demo model or a ResNet-50).
+# `make test-quick` leaves out the slow tests: those marked @pytest.mark.slow, every test that needs one of these
+# session fixtures (each builds a demo model or a ResNet-50), and every test that starts another process (below).
 SLOW_FIXTURES = {"demo_workdir", "both_engines", "exported", "pets_checkpoint", "plain", "quantized", "compiled_fp32"}
 
 
@@ -22,9 +22,16 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: more than a few seconds; `make test-quick` leaves it out")
 
 
+# A test that starts another process (a script, a stage, a worker) pays for an interpreter and its imports of torch,
+# ONNX and ONNX Runtime, about two seconds each on these machines: slow too.
+STARTS_A_PROCESS = ("run_script(", "subprocess.", "_run(", "Popen(")
+
+
 def pytest_collection_modifyitems(config, items):
+    import inspect
     for item in items:
-        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        source = inspect.getsource(item.function) if hasattr(item, "function") else ""
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or any(s in source for s in STARTS_A_PROCESS):
             item.add_marker(pytest.mark.slow)
 
 
