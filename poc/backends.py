@@ -189,7 +189,7 @@ class OpenVinoBackend:
         self.streams = 1 if threads else batch_streams(model, len(os.sched_getaffinity(0)))
         if self.streams > 1:
             # one stream per core, each on its own slice of the batch: a core that runs a whole layer alone does
-            # not wait for the other at every layer's end (+5-6 % INT8 and BF16 on 2 cores, docs/PERFORMANCE.md)
+            # not wait for the other at every layer's end (the gain per precision: docs/PERFORMANCE.md)
             batch = model.inputs[0].get_shape()[0]
             try:
                 model.reshape({model.inputs[0].get_any_name(): [batch // self.streams, *model.inputs[0].get_shape()[1:]]})

@@ -86,7 +86,7 @@ def e2e_pairs(model, args, log: Log) -> list[dict]:
 def load_timed(path, warmup: int) -> tuple:
     """(backend, feed of zeros, batch) for a compiled model, warmed up."""
     # As the runner loads it (ONNX Runtime's pool threads spin between runs, which its integer matrix-multiply path
-    # needs: without spinning it measured 345 instead of 533 img/s); their spinning after a model's turn ends is
+    # needs: without spinning it is far slower, docs/PERFORMANCE.md); their spinning after a model's turn ends is
     # absorbed by the next model's settling runs.
     backend = backend_for(path).load(path)
     spec = input_spec(backend, path, None)
@@ -97,8 +97,8 @@ def load_timed(path, warmup: int) -> tuple:
 
 
 # Untimed runs at the start of each block: after another model's turn, an engine's threads and the CPU's matrix
-# units take a run or two to come back up to speed (the INT8 probes' first run of a block measured 25-45 % slower
-# than their fourth on the Xeon-AMX machine); a continuous run, which the table stands for, does not pay that.
+# units take a run or two to come back up to speed (the INT8 probes' first run of a block is the slowest by far:
+# docs/PERFORMANCE.md); a continuous run, which the table stands for, does not pay that.
 SETTLE_RUNS = 2
 
 
@@ -122,7 +122,7 @@ def interleaved(loaded: dict, loop: int, block: int, log: Log) -> dict:
             bar.update(n)
         done += n
         # a new order every round (seeded): a model that always followed the same one would carry that one's
-        # after-effects (a rotation keeps every model's predecessor; measured: 1.5-2 % on one row)
+        # after-effects (a rotation keeps every model's predecessor, which measurably skewed a row: docs/PERFORMANCE.md)
         order = [order[i] for i in rng.permutation(len(order))]
     bar.close()
     return {name: (times[name], loaded[name][2]) for name in loaded}

@@ -143,10 +143,10 @@ def compile_cpu(model_path, output, input_shape: str, aipp_conf, input_format: s
     return out
 
 
-# The shallowest convolution (input channels x kernel height x kernel width) worth ONNX Runtime's AMX path. Measured
-# per layer on the AMX Xeon (docs/PERFORMANCE.md): every layer of depth 64 or 128 ran faster in the symmetric
-# kernel (up to 2x; an AMX tile reduces 64 values a step, and the other path also sums every input row for the
-# zero point), from 256 on nearly all ran faster on AMX (up to 2x).
+# The shallowest convolution (input channels x kernel height x kernel width) worth ONNX Runtime's AMX path, chosen
+# from per-layer profiles on an AMX CPU (docs/PERFORMANCE.md): the layers of depth 64 and 128 ran faster in the
+# symmetric kernel (an AMX tile reduces 64 values a step, and the other path also sums every input row for the zero
+# point), those from 256 on ran faster on AMX.
 MIN_AMX_DEPTH = 256
 
 
@@ -154,8 +154,8 @@ def shift_weight_zero_points(model: onnx.ModelProto, min_depth: int = MIN_AMX_DE
     """Every QLinearConv of depth ``min_depth`` or more with int8 weights on zero point 0 gets the same weights minus
     one on zero point -1: the same numbers ((w - 1) - (-1) = w), exactly the same outputs. ONNX Runtime runs
     convolutions with zero-point-0 weights in its symmetric kernel, which has no AMX code, and the others as im2col +
-    its integer matrix multiply, which uses AMX: +13 % for the whole ResNet-50 on an AMX Xeon with every layer moved,
-    more with the shallow ones left (docs/PERFORMANCE.md). Weights that already use -128 cannot move down and are
+    its integer matrix multiply, which uses AMX: the whole ResNet-50 runs faster on an AMX CPU with every layer moved,
+    faster still with the shallow ones left (docs/PERFORMANCE.md). Weights that already use -128 cannot move down and are
     left as they are. Returns how many convolutions changed."""
     from onnx import numpy_helper
     inits = {i.name: i for i in model.graph.initializer}

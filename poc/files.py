@@ -133,10 +133,10 @@ def format_txt(arr: np.ndarray) -> bytes:
 
 def _txt_of_digits(rows: np.ndarray) -> bytes | None:
     """``format_txt`` of float rows whose values all lie in [0, 10) (a softmax's, the usual output), written digit by
-    digit with numpy: each value is then 9 bytes, ``d.dddddd ``. A third of the CPU of printf-style formatting,
-    which at 1,000+ outputs a second comes out of the engine's cores. None (format as usual) for anything else, and where a
-    value's scaled form lies too near a half for its rounding to be sure to match ``%f``'s (correct rounding of the
-    exact value, ties to even)."""
+    digit with numpy: each value is then 9 bytes, ``d.dddddd ``. Far less CPU than printf-style formatting (measured:
+    docs/PERFORMANCE.md), which at the runner's rate comes out of the engine's cores. None (format as usual) for
+    anything else, and where a value's scaled form lies too near a half for its rounding to be sure to match ``%f``'s
+    (correct rounding of the exact value, ties to even)."""
     values = rows.astype(np.float64)  # exact for float32 and float16
     if values.size == 0 or not np.isfinite(values).all() or np.signbit(values).any():
         return None  # a NaN, an infinity or a minus sign (-0.0 too: "%f" prints "-0.000000")

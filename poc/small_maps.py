@@ -1,10 +1,10 @@
 """Convolutions on small maps with the batch laid along the width, for OpenVINO's float kernels.
 
 OpenVINO's CPU convolution kernels block their output rows over a map's width; on the 4x4 maps of a 32x32 ResNet's
-last stage a row block is a quarter full, and those 3x3 layers ran at half the rate of the others (docs/PERFORMANCE.md,
+last stage a row block is a quarter full, and those 3x3 layers ran well below the others' rate (docs/PERFORMANCE.md,
 "What limits each engine"). Laid side by side along the width, with zero columns between them, the images of a batch
-make one wide map: the same products, so the same outputs to float rounding, in rows the kernel fills. Measured on
-the Xeon-AMX, whole network: FP32 +2.7 %, BF16 +6.9 %. For float models only: layout operations between a
+make one wide map: the same products, so the same outputs to float rounding, in rows the kernel fills (the whole
+network's gain per precision: docs/PERFORMANCE.md). For float models only: layout operations between a
 DequantizeLinear and its convolution would stand in the way of OpenVINO's INT8 fusion (and INT8 measured slower).
 """
 from __future__ import annotations
