@@ -19,7 +19,7 @@ import onnxruntime as ort
 from .backends import OnnxRuntimeBackend
 from .config import BATCH_SIZE
 from .errors import StageError
-from .files import normalise
+from .files import agreement, normalise
 from .progress import Log, versus
 
 GROUPS = ("stem", "layer1", "layer2", "layer3", "layer4", "head")
@@ -69,9 +69,9 @@ def eval_set(fp32_model, images_hwc: np.ndarray, labels, mean, std) -> EvalSet:
 
 
 def compare(ref: np.ndarray, got: np.ndarray, labels) -> Fidelity:
-    cos = (ref * got).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1) + 1e-12)
-    f = Fidelity(images=int(len(ref)), top1_agreement=float((ref.argmax(1) == got.argmax(1)).mean() * 100),
-                 mean_cosine=float(cos.mean()), max_abs_diff=float(np.abs(ref - got).max()))
+    top1_agreement, mean_cosine = agreement(ref, got)
+    f = Fidelity(images=int(len(ref)), top1_agreement=top1_agreement, mean_cosine=mean_cosine,
+                 max_abs_diff=float(np.abs(ref - got).max()))
     if labels is not None:
         f.fp32_top1 = float((ref.argmax(1) == labels).mean() * 100)
         f.int8_top1 = float((got.argmax(1) == labels).mean() * 100)

@@ -231,3 +231,9 @@ def read_output_vector(path: Path) -> np.ndarray:
         return np.frombuffer(raw, dtype="<f4").astype(np.float64)
     except (ValueError, OSError, UnicodeDecodeError, EOFError) as err:
         raise InputError(path, f"unreadable output ({first_line(err, 100)})") from None
+
+
+def agreement(ref: np.ndarray, got: np.ndarray) -> tuple[float, float]:
+    """Top-1 agreement (%) and mean cosine of two models' outputs for the same images (rows)."""
+    cos = (ref * got).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1) + 1e-12)
+    return float((ref.argmax(1) == got.argmax(1)).mean() * 100), float(cos.mean())

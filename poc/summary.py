@@ -22,7 +22,7 @@ from .config import (
     compiled_model,
 )
 from .errors import run_main
-from .files import find_outputs, read_output_vector
+from .files import agreement, find_outputs, read_output_vector
 from .progress import versus
 
 
@@ -41,8 +41,7 @@ def output_fidelity(folder, reference) -> tuple[float, float, int] | None:
         return None
     x = np.stack([read_output_vector(a[s]) for s in stems])
     y = np.stack([read_output_vector(b[s]) for s in stems])
-    cos = (x * y).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1) + 1e-12)
-    return float((x.argmax(1) == y.argmax(1)).mean() * 100), float(cos.mean()), len(stems)
+    return (*agreement(y, x), len(stems))
 
 
 def _model_of(infer_summary: dict | None) -> str | None:
