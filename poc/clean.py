@@ -17,7 +17,13 @@ from pathlib import Path
 from . import config, profiles
 
 DEVICE_DIR = re.compile(r"device[0-9]+")
+DEVICE_SUMMARY = re.compile(rf"device[0-9]+{re.escape(config.SUMMARY_SUFFIX)}")
 README_DST = ("dst2",)  # the README's --device 0,1 example writes here
+OUTPUT_DIRS = (config.DST_INT8, config.DST_FP32, config.DST_BF16, *README_DST)
+# the stages' folders in a working folder and the pattern of their own files (None: named files only, see below)
+STAGE_FOLDERS = ((config.BIN_DIR, config.BIN_OWNED), (config.PIC_DIR, config.PIC_OWNED),
+                 (config.CALIB_DIR, config.CALIB_OWNED), *((d, config.OUTPUT_OWNED) for d in OUTPUT_DIRS),
+                 (config.MODELS_DIR, None))
 
 
 def toolkit_files(root: Path) -> tuple[list[Path], list[Path]]:
@@ -33,16 +39,15 @@ def toolkit_files(root: Path) -> tuple[list[Path], list[Path]]:
         def at(rel, p=p) -> Path:  # this profile's place for one of config's paths
             return root / p.path(rel)
         whole.append(at(config.BENCH_DIR))
-        owned(at(config.BIN_DIR), config.BIN_OWNED)
-        owned(at(config.PIC_DIR), config.PIC_OWNED)
-        owned(at(config.CALIB_DIR), config.CALIB_OWNED)
-        for dst in (config.DST_INT8, config.DST_FP32, config.DST_BF16, *README_DST):
-            owned(at(dst), config.OUTPUT_OWNED)
+        for folder, pattern in STAGE_FOLDERS:
+            if pattern is not None:
+                owned(at(folder), pattern)
+        for dst in OUTPUT_DIRS:  # a multi-device run's device{id}/ folders and summaries
             if at(dst).is_dir():
                 for entry in at(dst).iterdir():
                     if DEVICE_DIR.fullmatch(entry.name):
                         owned(entry, config.OUTPUT_OWNED)
-                    elif re.fullmatch(rf"device[0-9]+{config.SUMMARY_SUFFIX}", entry.name):
+                    elif DEVICE_SUMMARY.fullmatch(entry.name):
                         files.append(entry)
             files.append(at(f"{dst}{config.SUMMARY_SUFFIX}"))
         files += [at(n) for n in (config.LABEL_FILE, config.RESULT_JSON, config.RESULT_FP32_JSON,
@@ -58,11 +63,10 @@ def toolkit_files(root: Path) -> tuple[list[Path], list[Path]]:
 
 
 def stage_folders() -> list[str]:
-    """Every profile's stage folders (deepest first) and working folder, to remove once they hold nothing of yours."""
+    """Every profile's stage folders, then its working folder: removed once they hold nothing of yours."""
     folders = []
     for p in profiles.PROFILES.values():
-        folders += [p.path(f) for f in (config.BIN_DIR, config.PIC_DIR, config.CALIB_DIR, config.DST_INT8,
-                                        config.DST_FP32, config.DST_BF16, *README_DST, config.MODELS_DIR)]
+        folders += [p.path(folder) for folder, _ in STAGE_FOLDERS]
         folders.append(p.workdir)
     return folders
 

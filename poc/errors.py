@@ -98,7 +98,7 @@ def regular_file(path, what: str, max_bytes: int | None = None) -> Path:
 
 def read_regular(path, what: str, max_bytes: int) -> bytes:
     """The bytes of a regular file of at most ``max_bytes``. Opened without blocking and checked on the open file
-    (no window for a swap), read no further than the bound even if the file grows meanwhile."""
+    (no window for a swap); read by the size it has then, and refused if it grows meanwhile."""
     try:
         fd = os.open(path, _OPEN_FLAGS)
     except (FileNotFoundError, NotADirectoryError):
