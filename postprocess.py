@@ -18,12 +18,14 @@ def main():
     p.add_argument("result_json", help="result file name, e.g. result.json")
     p.add_argument("--topk", type=int, default=5, help="top-1..top-k accuracies (default: 5)")
     p.add_argument("--allow_missing", action="store_true", help="score images that have outputs, warn about the rest")
+    p.add_argument("--class_names", default=None,
+                   help="class names, one a line (default: class_names.txt beside the label file, if preprocess wrote it)")
     p.add_argument("--quiet", action="store_true", help="no table, progress or log lines")
     args = p.parse_args()
     if args.topk < 1:
         p.error("--topk must be at least 1")
     postprocess(args.result_dir, args.label_file, args.output_dir, args.result_json, args.topk, args.allow_missing,
-                Log(args.quiet, "postprocess"))
+                Log(args.quiet, "postprocess"), args.class_names)
 
 
 if __name__ == "__main__":

@@ -204,8 +204,19 @@ def load_class_names(meta_path) -> list[str]:
             names = d[key]
             if not isinstance(names, list) or not all(isinstance(n, (bytes, str)) for n in names):
                 raise InputError(meta_path, f"{key!r} is not a list of names")
-            return [n.decode() if isinstance(n, bytes) else n for n in names]
+            try:
+                return [n.decode() if isinstance(n, bytes) else n for n in names]
+            except UnicodeDecodeError:
+                raise InputError(meta_path, f"{key!r} holds a name that is not UTF-8") from None
     raise InputError(meta_path, "missing key b'fine_label_names' (CIFAR-100) or b'label_names' (CIFAR-10)")
+
+
+def meta_beside(split_path) -> Path | None:
+    """The class names' file beside a split: CIFAR-100's ``meta`` or CIFAR-10's ``batches.meta`` (None: neither)."""
+    for name in ("meta", "batches.meta"):
+        if (found := Path(split_path).with_name(name)).is_file():
+            return found
+    return None
 
 
 def write_split(path, images: np.ndarray, labels, coarse_labels=None, batch_label: str = "testing batch 1 of 1",

@@ -31,6 +31,9 @@ CIFAR100_DIR = "./cifar-100-python"
 DEMO_DATA_DIR = "./demo-data/cifar-100-python"
 BIN_DIR = "./bin_data"
 LABEL_FILE = "./img_label.txt"
+# The data set's class names, one a line in class-index order, written by preprocess beside the label file
+# (CIFAR's meta / batches.meta, the Pet breeds), so scoring and the report name classes without the data set.
+CLASS_NAMES = "class_names.txt"
 PIC_DIR = "./pic"
 CALIB_DIR = "./amct_bin_data"
 MODELS_DIR = "./models"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import IMAGE_CHANNELS, IMAGE_HW, MEAN_RGB_255, STD_RGB_255
+from .config import CLASS_NAMES, IMAGE_CHANNELS, IMAGE_HW, MEAN_RGB_255, STD_RGB_255
 from .errors import InputError, first_line, read_regular, regular_file
 
 OUTFMTS = ("TXT", "NPY", "BIN")
@@ -80,6 +80,31 @@ def read_labels(path) -> dict[str, int]:
     if not labels:
         raise InputError(path, "no labels")
     return labels
+
+
+def class_names_path(label_path) -> Path:
+    """Where preprocess writes the class names: ``class_names.txt`` beside the label file."""
+    return Path(label_path).with_name(CLASS_NAMES)
+
+
+def class_names_text(names, source) -> str:
+    """The names as ``class_names.txt`` holds them; a name that is not one non-empty line is refused (``source``
+    is the file it came from)."""
+    for name in names:
+        if not name.strip() or len(name.splitlines()) != 1:
+            raise InputError(source, f"a class name must be one non-empty line, found {name[:40]!r}")
+    return "".join(f"{name}\n" for name in names)
+
+
+def read_class_names(path, num_classes: int | None = None) -> list[str]:
+    """``class_names.txt``: one name a line, in class-index order; with ``num_classes``, exactly that many."""
+    path = Path(path)
+    names = read_text_file(path, "class names file (one name a line)").splitlines()
+    if not names or any(not n.strip() for n in names):
+        raise InputError(path, "expected one non-empty class name a line" + ("" if names else ", found none"))
+    if num_classes is not None and len(names) != num_classes:
+        raise InputError(path, f"{len(names)} class names, but the outputs have {num_classes} classes")
+    return names
 
 
 def read_image_bins(bins_dir, labels_path, limit: int, hw: int = IMAGE_HW) -> tuple[np.ndarray, np.ndarray | None]:

@@ -10,6 +10,7 @@ from PIL import Image
 from . import cifar
 from .config import BIN_OWNED, PIC_OWNED
 from .errors import InputError, OutputSet
+from .files import class_names_path, class_names_text
 from .progress import Log
 
 
@@ -22,20 +23,27 @@ def preprocess(src_path, bin_path, label_path, pic_path=None, limit=None, log: L
     """
     log = log or Log(stage="preprocess")
     start = time.perf_counter()
-    outputs = OutputSet({"--bin_path": bin_path, "--pic_path": pic_path, "--label_path": label_path},
-                        {"--src_path": src_path})
     split = cifar.load_split(src_path)
     if not len(split):
         raise InputError(src_path, "holds no images")
+    meta = cifar.meta_beside(src_path)
+    names = cifar.load_class_names(meta) if meta else None
+    if names is not None and len(names) != split.num_classes:
+        raise InputError(meta, f"{len(names)} class names for the {split.num_classes} classes of {src_path}")
+    outputs = OutputSet({"--bin_path": bin_path, "--pic_path": pic_path, "--label_path": label_path,
+                         "class names": class_names_path(label_path) if names else None}, {"--src_path": src_path})
     n = len(split) if limit is None else min(int(limit), len(split))
     hwc = split.hwc(slice(0, n))  # one vectorised CHW -> HWC transpose for the whole set
     labels = split.labels[:n]
-    log(f"{src_path}: {len(split)} images, {split.num_classes} classes; writing {n}")
+    log(f"{src_path}: {len(split)} images, {split.num_classes} classes; writing {n}"
+        + ("" if names else " (no meta beside it: results will name classes by index)"))
 
     with outputs:
         bins = outputs.folder(bin_path, BIN_OWNED)
         pics = outputs.folder(pic_path, PIC_OWNED) if pic_path else None
         outputs.file(label_path).write_text("".join(f"img{i} {int(labels[i])}\n" for i in range(n)))
+        if names:
+            outputs.file(class_names_path(label_path)).write_text(class_names_text(names, meta))
         for i in log.bar(range(n), total=n, desc="bins" + (" + pngs" if pics else "")):
             (bins / f"img{i}.bin").write_bytes(hwc[i].tobytes())
             if pics is not None:
@@ -59,8 +67,8 @@ def preprocess_pets(src_dir, split: str, bin_path, label_path, pic_path=None, li
     start = time.perf_counter()
     src_dir = Path(src_dir)
     split_file = pets.split_file(src_dir, split)
-    outputs = OutputSet({"--bin_path": bin_path, "--pic_path": pic_path, "--label_path": label_path},
-                        {"--src_path": src_dir})
+    outputs = OutputSet({"--bin_path": bin_path, "--pic_path": pic_path, "--label_path": label_path,
+                         "class names": class_names_path(label_path)}, {"--src_path": src_dir})
     entries = pets.read_split(split_file)[:limit]
     paths = [src_dir / "images" / f"{name}.jpg" for name, _ in entries]
     log(f"{split_file}: {len(entries)} images, {len(pets.CLASSES)} classes")
@@ -90,6 +98,7 @@ def preprocess_pets(src_dir, split: str, bin_path, label_path, pic_path=None, li
         if not lines:
             raise InputError(split_file, "no image could be read")
         outputs.file(label_path).write_text("".join(lines))
+        outputs.file(class_names_path(label_path)).write_text(class_names_text(pets.CLASSES, split_file))
     if skipped:
         log(f"skipped {len(skipped)} unreadable images (--skip_bad), e.g. {skipped[0]}")
     log(f"wrote {i} bins ({pets.CROP}x{pets.CROP}x3) to {bin_path}, labels to {label_path}"

@@ -14,13 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, OutputSet
-from .files import find_outputs, natural_key, read_labels, read_output_vector
+from .files import class_names_path, find_outputs, natural_key, read_class_names, read_labels, read_output_vector
 from .progress import Log
 
 TITLE = "Overall statistical evaluation"
 
 
-def score(result_dir, label_path, topk: int = 5, allow_missing: bool = False, log: Log | None = None) -> dict:
+def score(result_dir, label_path, topk: int = 5, allow_missing: bool = False, log: Log | None = None,
+          class_names=None) -> dict:
+    """Top-k accuracy, per-class top-1 and the most confused pairs; ``class_names`` (a file, one name a line) names
+    the classes, by default ``class_names.txt`` beside the label file when preprocess wrote one."""
     log = log or Log(stage="postprocess")
     labels = read_labels(label_path)
     outputs = find_outputs(result_dir)
@@ -49,6 +52,9 @@ def score(result_dir, label_path, topk: int = 5, allow_missing: bool = False, lo
     if y.max() >= num_classes:
         bad = stems[int(np.argmax(y >= num_classes))]
         raise InputError(label_path, f"label {labels[bad]} of {bad} is outside the {num_classes} output classes")
+    if class_names is None and class_names_path(label_path).is_file():
+        class_names = class_names_path(label_path)
+    names = read_class_names(class_names, num_classes) if class_names is not None else None
     k = min(topk, num_classes)
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     hit_rank = (order == y[:, None])
@@ -63,8 +69,18 @@ def score(result_dir, label_path, topk: int = 5, allow_missing: bool = False, lo
     top = np.argsort(-counts, kind="stable")[:10]  # ties: the lower (true, predicted) pair first
     pairs = [{"true": int(codes[i] // num_classes), "predicted": int(codes[i] % num_classes),
               "count": int(counts[i])} for i in top]
+    if names:
+        for pair in pairs:
+            pair["true_name"], pair["predicted_name"] = names[pair["true"]], names[pair["predicted"]]
     return {"num_images": len(stems), "num_classes": num_classes, "topk": topk_acc, "per_class_top1": per_class,
-            "most_confused": pairs, "missing": len(missing)}
+            "most_confused": pairs, "missing": len(missing), "class_names": names}
+
+
+def worst_classes(r: dict, count: int = 5) -> list[tuple[str, float]]:
+    """The classes with the lowest top-1 (ties: lower index first), by name where known."""
+    names = r.get("class_names") or [f"class {c}" for c in range(r["num_classes"])]
+    scored = [(acc, c) for c, acc in enumerate(r["per_class_top1"]) if acc is not None]
+    return [(names[c], acc) for acc, c in sorted(scored)[:count]]
 
 
 def modelzoo_percent(percent: float) -> str:
@@ -83,18 +99,22 @@ def result_json(r: dict) -> dict:
             "metrics": {"num_images": r["num_images"], "num_classes": r["num_classes"],
                         **{f"top{i}": pct(acc) for i, acc in r["topk"].items()},
                         "missing_outputs": r["missing"], "per_class_top1": [pct(a) for a in r["per_class_top1"]],
+                        **({"class_names": r["class_names"]} if r.get("class_names") else {}),
                         "most_confused": r["most_confused"]}}
 
 
-def postprocess(result_dir, label_path, out_dir, json_name, topk=5, allow_missing=False, log: Log | None = None):
+def postprocess(result_dir, label_path, out_dir, json_name, topk=5, allow_missing=False, log: Log | None = None,
+                class_names=None):
     log = log or Log(stage="postprocess")
     start = time.perf_counter()
     out = Path(out_dir) / json_name
-    with OutputSet({"result file": out}, {"result folder": result_dir, "label file": label_path}) as outputs:
-        r = score(result_dir, label_path, topk, allow_missing, log)
+    with OutputSet({"result file": out}, {"result folder": result_dir, "label file": label_path,
+                                          "class names": class_names}) as outputs:
+        r = score(result_dir, label_path, topk, allow_missing, log, class_names)
         outputs.file(out).write_text(json.dumps(result_json(r), indent=2))
     if not log.quiet:
         print(f"{'images':>8} {'classes':>8} " + " ".join(f"{'top-' + str(i):>7}" for i in r["topk"]))
         print(f"{r['num_images']:>8} {r['num_classes']:>8} " + " ".join(f"{a:>6.2f}%" for a in r["topk"].values()))
+    log("lowest top-1: " + ", ".join(f"{name} {acc:.1f} %" for name, acc in worst_classes(r)))
     log(f"wrote {out} in {time.perf_counter() - start:.2f} s")
     return r

@@ -11,6 +11,7 @@ from PIL import Image
 from poc import cifar, config
 from poc.errors import InputError
 from poc.files import normalise, spread_sample
+from poc.progress import Log
 
 
 def _pickle_rows(path):
@@ -33,6 +34,23 @@ def test_preprocess_bins_labels_pngs_byte_exact(cifar100, tmp_path):
         assert png.shape == (32, 32, 3) and np.array_equal(png, hwc)
     lines = (tmp_path / "img_label.txt").read_text().splitlines()
     assert lines == [f"img{i} {labels[i]}" for i in range(50)]
+    # the class names from the meta beside the split, in class-index order
+    assert (tmp_path / "class_names.txt").read_text().splitlines() == [f"class{i}" for i in range(100)]
+
+
+def test_preprocess_class_names_meta_checked(tmp_path):
+    from poc.preprocess import preprocess
+    folder = write_cifar100(tmp_path / "c", n_test=5)
+    cifar.write_meta(folder / "meta", ["a", "b"], ["s"])  # 2 names for a 100-class split
+    with pytest.raises(InputError, match="2 class names for the 100 classes"):
+        preprocess(folder / "test", tmp_path / "b", tmp_path / "l.txt", log=Log(quiet=True))
+    cifar.write_meta(folder / "meta", ["one\ntwo", *map(str, range(99))], ["s"])
+    with pytest.raises(InputError, match="one non-empty line"):
+        preprocess(folder / "test", tmp_path / "b", tmp_path / "l.txt", log=Log(quiet=True))
+    assert not (tmp_path / "b").exists() and not (tmp_path / "l.txt").exists()
+    (folder / "meta").unlink()  # no meta: the bins and labels, no names
+    preprocess(folder / "test", tmp_path / "b", tmp_path / "l.txt", log=Log(quiet=True))
+    assert (tmp_path / "l.txt").is_file() and not (tmp_path / "class_names.txt").exists()
 
 
 def test_preprocess_limit_not_multiple_of_24_and_no_pic(cifar100, tmp_path):

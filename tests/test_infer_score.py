@@ -11,7 +11,10 @@ import torch
 from conftest import ROOT, fake_ais_bench, run_script, tiny_model, write_bins
 
 from poc.checkpoint import build_model
+from poc.errors import InputError
 from poc.files import normalise
+from poc.progress import Log
+from poc.scoring import result_json, worst_classes
 
 TXT_LINE = re.compile(r"^(-?\d+\.\d{6} ){100}\n$")
 
@@ -193,6 +196,27 @@ def test_postprocess_known_answers(tmp_path, fmt):
     assert m["per_class_top1"][3] == 100.0 and m["per_class_top1"][4] == 0.0 and m["per_class_top1"][5] is None
     assert {"true": 4, "predicted": 1, "count": 1} in m["most_confused"]
     assert "25.00%" in proc.stdout
+
+
+def test_postprocess_names_classes(tmp_path):
+    from poc.scoring import score
+    _outputs(tmp_path / "dst", {"img0": _vec([3]), "img1": _vec([1, 4]), "img2": _vec([1])})
+    (tmp_path / "labels.txt").write_text("img0 3\nimg1 4\nimg2 4\n")
+    r = score(tmp_path / "dst", tmp_path / "labels.txt", log=Log(quiet=True))
+    assert r["class_names"] is None  # no class_names.txt: by index
+    (tmp_path / "class_names.txt").write_text("".join(f"name{i}\n" for i in range(10)))
+    r = score(tmp_path / "dst", tmp_path / "labels.txt", log=Log(quiet=True))
+    assert r["most_confused"] == [{"true": 4, "predicted": 1, "count": 2, "true_name": "name4",
+                                   "predicted_name": "name1"}]
+    assert worst_classes(r, 2) == [("name4", 0.0), ("name3", 100.0)]
+    assert result_json(r)["metrics"]["class_names"][4] == "name4"
+    (tmp_path / "other.txt").write_text("a\nb\n")
+    with pytest.raises(InputError, match="2 class names, but the outputs have 10 classes"):
+        score(tmp_path / "dst", tmp_path / "labels.txt", log=Log(quiet=True), class_names=tmp_path / "other.txt")
+    proc = run_script(["postprocess.py", "dst", "labels.txt", "./", "result.json", "--class_names", "other.txt"],
+                      cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "other.txt: 2 class names" in proc.stderr
+    assert not (tmp_path / "result.json").exists()
 
 
 def test_postprocess_topk_flag(tmp_path):

@@ -118,6 +118,8 @@ def test_preprocess_pets_end_to_end(tmp_path):
     work = tmp_path / "ms-resnet50-0.65x-pets"  # the Pet profile's own folder: its defaults
     assert sorted(os.listdir(work / "bin_data")) == sorted(f"img{i}.bin" for i in range(6))
     assert (work / "img_label.txt").read_text().splitlines() == [f"img{i} {c}" for i, (_, c) in enumerate(entries)]
+    names = (work / "class_names.txt").read_text().splitlines()
+    assert len(names) == 37 and names[0] == "Abyssinian" and names[36] == "yorkshire_terrier"
     for i, (name, _) in enumerate(entries):
         raw = (work / "bin_data" / f"img{i}.bin").read_bytes()
         with Image.open(root / "images" / f"{name}.jpg") as img:

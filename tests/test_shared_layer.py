@@ -239,7 +239,8 @@ def test_make_clean_removes_the_toolkits_outputs_and_nothing_else(tmp_path):
 
     from poc import config, profiles
     ours = ["bin_data/img0.bin", "bin_data/img10.bin", "pic/img0.png", "amct_bin_data/calib_0000.bin",
-            "img_label.txt", "dst/img0_0.txt", "dst_summary.json", "dst_fp32/img0_0.txt", "dst2/device0/img0_0.txt",
+            "img_label.txt", "class_names.txt", "dst/img0_0.txt", "dst_summary.json", "dst_fp32/img0_0.txt",
+            "dst2/device0/img0_0.txt",
             "dst2/device0_summary.json", "result.json", "result_fp32.json", "benchmark.json", "benchmark.png",
             "models/end2end.onnx", "models/resnet50_quant_deploy_model.onnx", "models/resnet50_quant_bs24.onnx",
             "models/resnet50_fp32_bs24.xml", "models/resnet50_fp32_bs24.bin", "models/demo_resnet50_cifar100.pth",
