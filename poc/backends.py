@@ -8,6 +8,7 @@ import functools
 import math
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +108,10 @@ class OnnxRuntimeBackend:
 
     def collect(self, ticket) -> list[np.ndarray]:
         return ticket
+
+    def finished_at(self, ticket) -> float | None:
+        """When a collected batch finished (``time.perf_counter``); None: when ``collect`` returned (submit ran it)."""
+        return None
 
 
 # Inference precisions of the OpenVINO engine, as an IR's rt_info names them (written by the compile stage).
@@ -210,6 +215,13 @@ class OpenVinoBackend:
         self.request_sets = [[self.compiled.create_infer_request() for _ in range(self.streams)]
                              for _ in range(self.in_flight)]
         self.requests, self._next_set = self.request_sets[0], 0
+        # each request notes when it finished, from OpenVINO's thread: the collecting thread may wake late (another
+        # thread holds the interpreter, or the OS ran something else), and a batch's time must not be when it was
+        # collected (two batches collected together would read as one long and one of a few microseconds)
+        self._finished: dict[int, float] = {}
+        for request_set in self.request_sets:
+            for request in request_set:
+                request.set_callback(self._note_finished, id(request))
         self.outputs = [o.get_any_name() for o in self.compiled.outputs]
         return self
 
@@ -243,6 +255,8 @@ class OpenVinoBackend:
         if requests is None:
             requests = self.request_sets[self._next_set]
             self._next_set = (self._next_set + 1) % len(self.request_sets)
+        for request in requests:
+            self._finished.pop(id(request), None)
         if len(requests) == 1:
             requests[0].start_async(feed)  # copies the inputs into the request's
             return requests
@@ -257,6 +271,14 @@ class OpenVinoBackend:
             request.wait()
         return [np.concatenate([r.get_output_tensor(i).data for r in requests])
                 for i in range(len(self.compiled.outputs))]
+
+    def _note_finished(self, request_id: int) -> None:
+        self._finished[request_id] = time.perf_counter()
+
+    def finished_at(self, requests: list) -> float | None:
+        """When a collected batch's last slice finished (``time.perf_counter``), as its requests noted it."""
+        times = [self._finished.get(id(r)) for r in requests]
+        return None if None in times else max(times)
 
 
 # The smallest slice of the batch a stream takes (measured: slices of 12 on 2 cores; smaller ones are untried, and a

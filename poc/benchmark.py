@@ -11,6 +11,7 @@ import platform
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,6 @@ from .config import (
     IMAGE_HW,
     INPUT_NAME,
     MODELS_DIR,
-    PUBLISHED_310P3,
     QUANT_SAVE_PATH,
     compiled_model,
 )
@@ -44,11 +44,16 @@ from .progress import Log
 from .runner import RunOptions
 
 
-def row(st: dict, batch: int) -> dict:
-    """A table row from the runner's compute-time statistics."""
-    return {"batch": batch, "throughput": 1000 * batch / st["mean"], "latency_ms_mean": st["mean"],
-            "latency_ms_p50": st["median"], "latency_ms_p99": st["percentile(99%)"], "loops": st["count"],
-            "throughput_min": 1000 * batch / st["max"], "throughput_max": 1000 * batch / st["min"]}
+def row(st: dict, batch: int, rounds: list[float] | None = None) -> dict:
+    """A table row from the runner's compute-time statistics and, when timed in rounds, each round's images/s: the
+    spread is over rounds (a round's runs back to back), not single runs, whose times only add up when batches
+    overlap in the engine."""
+    out = {"batch": batch, "throughput": 1000 * batch / st["mean"], "latency_ms_mean": st["mean"],
+           "latency_ms_p50": st["median"], "latency_ms_p99": st["percentile(99%)"], "loops": st["count"]}
+    if rounds:
+        out.update(throughput_rounds=[round(r, 2) for r in rounds], throughput_min=min(rounds),
+                   throughput_max=max(rounds), throughput_iqr=[float(q) for q in np.percentile(rounds, [25, 75])])
+    return out
 
 
 def pure(model, loop, warmup) -> dict:
@@ -102,11 +107,24 @@ def load_timed(path, warmup: int) -> tuple:
 SETTLE_RUNS = 2
 
 
-def interleaved(loaded: dict, loop: int, block: int, log: Log) -> dict:
+@dataclass
+class Timed:
+    """One model's runs in the alternating rounds: each run's milliseconds, its batch, and each round's (runs,
+    milliseconds back to back)."""
+    ms: list[float]
+    batch: int
+    rounds: list[tuple[int, float]]
+
+    def round_rates(self, per_run: float) -> list[float]:
+        """``per_run`` (images, multiply-adds) per second in each round."""
+        return [per_run * n * 1000 / total for n, total in self.rounds if total > 0]
+
+
+def interleaved(loaded: dict, loop: int, block: int, log: Log) -> dict[str, Timed]:
     """Time ``loop`` runs of each loaded (backend, feed, batch), alternating blocks of ``block`` runs (each after
     ``SETTLE_RUNS`` untimed ones, in a new order every round), so that every model sees the same stretches
-    of this machine's drifting speed; returns {name: (per-run milliseconds, batch)}."""
-    times = {name: [] for name in loaded}
+    of this machine's drifting speed."""
+    timed = {name: Timed([], batch, []) for name, (_, _, batch) in loaded.items()}
     done, order, rng = 0, list(loaded.items()), np.random.default_rng(0)
     bar = log.bar(total=loop * len(loaded), desc="interleaved runs", unit="run")
     while done < loop:
@@ -118,14 +136,15 @@ def interleaved(loaded: dict, loop: int, block: int, log: Log) -> dict:
             for _ in range(n):
                 queued.submit(feed)
             queued.collect_all()
-            times[name] += queued.times
+            timed[name].ms.extend(queued.times)
+            timed[name].rounds.append((n, sum(queued.times)))
             bar.update(n)
         done += n
         # a new order every round (seeded): a model that always followed the same one would carry that one's
         # after-effects (a rotation keeps every model's predecessor, which measurably skewed a row: docs/PERFORMANCE.md)
         order = [order[i] for i in rng.permutation(len(order))]
     bar.close()
-    return {name: (times[name], loaded[name][2]) for name in loaded}
+    return timed
 
 
 def compiled_for_batch(source, batch: int, out_dir: Path, aipp, engine: str = "onnxruntime",
@@ -167,27 +186,172 @@ def cpu_name() -> str:
     return cpuinfo("model name") or platform.processor() or platform.machine()
 
 
-def plot(sweep: dict, path: Path) -> None:
+def plot(sweep: dict, title: str, path: Path) -> None:
+    """Images/s by batch size, a line per engine and precision, each with its band (min-max over the rounds)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for name, rows in sweep.items():
         xs = [r["batch"] for r in rows]
-        ax.plot(xs, [r["throughput"] for r in rows], marker="o", label=f"{name.upper()} (mean)")
-        # the spread over the runs: one fast or slow stretch of the machine must not read as an effect
-        ax.fill_between(xs, [r["throughput_min"] for r in rows], [r["throughput_max"] for r in rows], alpha=0.2)
-    runs = next(iter(sweep.values()))[0]["loops"]
+        line, = ax.plot(xs, [r["throughput"] for r in rows], marker="o", label=name_of(name))
+        # the spread over the rounds: one fast or slow stretch of the machine must not read as an effect
+        ax.fill_between(xs, [r["throughput_min"] for r in rows], [r["throughput_max"] for r in rows],
+                        color=line.get_color(), alpha=0.15)
+    first = next(iter(sweep.values()))[0]
     ax.set_xlabel("batch size")
-    ax.set_ylabel("images / s (CPU, ONNX Runtime)")
-    ax.set_title(f"ResNet-50 CIFAR-100, compiled with AIPP: {runs} runs per point,\nband = min-max over the runs",
-                 fontsize=9)
+    ax.set_ylabel("images / s (CPU)")
+    ax.set_title(f"{title}, compiled with AIPP: {first['loops']} runs per point in {len(first['throughput_rounds'])} "
+                 "rounds,\nband = min-max over the rounds", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_file(path, "wb") as f:
         fig.savefig(f, format="png")
     plt.close(fig)
+
+
+def name_of(key: str) -> str:
+    """A row's label: "onnxruntime INT8", "openvino BF16 (...)"."""
+    engine, _, rest = key.partition(" ")
+    precision, _, note = rest.partition(" ")
+    return f"{engine} {precision.upper()}" + (f" {note}" if note else "")
+
+
+def timed_rows(rows: dict, args, log: Log) -> tuple[dict[str, Timed], list]:
+    """Every row's model and the CPU's rate probes, timed in the same alternating rounds (so they see the same
+    drift); returns the timings and the probes."""
+    loaded = {name: load_timed(path, args.warmup_count) for name, (path, _, _) in rows.items()}
+    with tempfile.TemporaryDirectory(prefix="poc-peak-") as tmp:
+        chosen = probes(sorted({engine for _, engine, _ in rows.values()}), tmp) if args.peaks else []
+        log(f"backend: cpu; {cpu_name()}; {len(rows)} models ({', '.join(rows)})"
+            + (f" and {len(chosen)} rate probes" if chosen else "") + f"; {args.loop} runs each, alternating blocks "
+            f"of {args.block}")
+        timed = interleaved({**loaded, **{p.name: (p.backend, p.feed, 1) for p in chosen}}, args.loop, args.block,
+                            log)
+    return timed, chosen
+
+
+def table(rows: dict, timed: dict[str, Timed], batchsize: int, gmac: float | None, log: Log) -> dict:
+    """The table's rows: throughput (all runs), its spread over the rounds, latency; GMAC/s where the network's
+    multiply-adds are known."""
+    result = {}
+    for name, (path, engine, precision) in rows.items():
+        t = timed[name]
+        batch = t.batch
+        if batchsize != batch:  # as in ais_bench, --batchsize is the batch the throughput is computed with
+            log(f"{name}: --batchsize {batchsize} differs from the model's batch {batch}; the throughput uses "
+                f"{batchsize}, as ais_bench's does")
+            batch = batchsize
+        result[name] = {"model": str(path), "engine": engine, "precision": precision,
+                        **row(runner.stats(t.ms), batch, t.round_rates(batch))}
+        if gmac:
+            result[name]["gmac_per_s"] = result[name]["throughput"] * gmac
+    return result
+
+
+def cpu_limits(chosen: list, timed: dict[str, Timed], result: dict, gmac: float | None) -> dict:
+    """The CPU's multiply-add rate per precision (GMAC/s): the best round of any engine's probe, or of a network
+    row where that round ran faster (the silicon did it, so it is within the limit); so no row reads above 100 %.
+    Returns {precision: {"gmac_per_s", "by", "probe_rounds": {engine: [GMAC/s per round]}}}."""
+    limits: dict[str, dict] = {}
+    for p in chosen:
+        per_round = [r / 1e9 for r in timed[p.name].round_rates(p.macs)]
+        if not per_round:
+            continue
+        lim = limits.setdefault(p.precision, {"gmac_per_s": 0.0, "by": "", "probe_rounds": {}})
+        lim["probe_rounds"][p.engine] = [round(r, 1) for r in per_round]
+        if max(per_round) > lim["gmac_per_s"]:
+            lim.update(gmac_per_s=max(per_round), by=f"{p.engine} probe ({p.op})")
+    for name, r in result.items():
+        lim = limits.get(r["precision"])
+        if lim and gmac and r.get("throughput_max", 0) * gmac > lim["gmac_per_s"]:
+            lim.update(gmac_per_s=r["throughput_max"] * gmac, by=f"the {name} row's best round")
+    for r in result.values():
+        if gmac and r["precision"] in limits:
+            r["of_cpu_rate"] = r["gmac_per_s"] / limits[r["precision"]]["gmac_per_s"]
+    return limits
+
+
+def speedups(result: dict) -> dict[str, float]:
+    """INT8 over FP32 images/s per engine, from each engine's own compiled pair (the AIPP models)."""
+    out = {}
+    for engine in dict.fromkeys(r["engine"] for r in result.values()):
+        pair = {r["precision"]: r for name, r in result.items() if r["engine"] == engine and "(" not in name}
+        if "int8" in pair and "fp32" in pair:
+            out[engine] = pair["int8"]["throughput"] / pair["fp32"]["throughput"]
+    return out
+
+
+def print_table(result: dict, profile, limits: dict, gmac: float | None, gains: dict) -> None:
+    print(f"\n{'engine':<12} {'precision':<9} {'batch':>5} {'img/s':>8} {'rounds min-max':>15} {'GMAC/s':>7} "
+          f"{'of CPU rate':>11} {'p50 ms':>7} {'p99 ms':>7}")
+    for name, r in sorted(result.items(), key=lambda kv: (kv[1]["precision"], -kv[1]["throughput"])):
+        frac = f"{r['of_cpu_rate'] * 100:>10.0f}%" if "of_cpu_rate" in r else f"{'-':>11}"
+        spread = f"{r['throughput_min']:.0f}-{r['throughput_max']:.0f}" if "throughput_min" in r else "-"
+        note = f"  {name[name.index('('):]}" if "(" in name else ""
+        print(f"{r['engine']:<12} {r['precision'].upper():<9} {r['batch']:>5} {r['throughput']:>8.1f} {spread:>15} "
+              f"{r.get('gmac_per_s', float('nan')):>7.0f} {frac} {r['latency_ms_p50']:>7.2f} "
+              f"{r['latency_ms_p99']:>7.2f}{note}")
+    for key, a in profile.published_npu.items():  # the Ascend figures published for this model, if any
+        print(f"{'310P3':<12} {key.upper():<9} {a['batch']:>5} {a['throughput']:>8.0f} {'-':>15} {'-':>7} {'-':>11} "
+              f"{'-':>7} {'-':>7}  (published)")
+    print("img/s: all runs; rounds min-max: the slowest and fastest round of back-to-back runs (models and probes "
+          "take turns round by round)")
+    if limits:
+        print("the CPU's multiply-add rates (GMAC/s; the best round of the faster of a large matrix multiply and 1x1 "
+              "convolution per engine, or a network's where it ran faster): "
+              + "; ".join(f"{p.upper()} {lim['gmac_per_s']:.0f} ({lim['by']}; probe rounds "
+                          + ", ".join(f"{e} {min(v):.0f}-{max(v):.0f}" for e, v in lim["probe_rounds"].items()) + ")"
+                          for p, lim in sorted(limits.items())))
+        if gmac:
+            print(f"{gmac:.3f} GMAC per image: the CPU's limits are "
+                  + ", ".join(f"{p.upper()} {lim['gmac_per_s'] / gmac:.0f} img/s" for p, lim in sorted(limits.items())))
+    published = profile.published_npu
+    npu = (f" (310P3 published: {published['int8']['throughput'] / published['fp16']['throughput']:.2f}x INT8 over "
+           "FP16)" if {"int8", "fp16"} <= set(published) else "")
+    print("INT8 speed-up over FP32 on the CPU: " + ", ".join(f"{e} {g:.2f}x" for e, g in gains.items()) + npu)
+
+
+def print_e2e(e: dict, pairs: int) -> None:
+    print(f"end to end over {e['files']} files (read, infer, write TXT): {e['e2e_images_per_s']:.1f} img/s = "
+          f"{e['ratio_to_pure'] * 100:.0f} % of pure inference over as many batches right after it "
+          f"(median of {pairs} pairs: {e['ratio_runs']})")
+    if "writer" in e["io_cpu_s"]:  # what the I/O cost the engine's cores: the kernel's part is file creation
+        cpu = {k: v["user"] + v["kernel"] for k, v in e["io_cpu_s"].items()}
+        print(f"  CPU time of that run's I/O threads: writer {cpu['writer']:.2f} s "
+              f"({e['io_cpu_s']['writer']['kernel']:.2f} s in the kernel), reader {cpu.get('reader', 0):.2f} s")
+
+
+def sweep_plan(engines: list[str], int8_source, fp32_source) -> dict:
+    """The sweep's lines: {"onnxruntime int8": (source, engine, precision mode)}, every engine at every precision
+    it runs (BF16 on OpenVINO where the CPU computes it natively)."""
+    plan = {}
+    for engine in engines:
+        plan[f"{engine} int8"] = (int8_source, engine, None)
+        if engine == "openvino" and native_bf16():
+            plan[f"{engine} bf16"] = (fp32_source, engine, "force_fp16")
+        plan[f"{engine} fp32"] = (fp32_source, engine, None if engine == "onnxruntime" else "force_fp32")
+    return plan
+
+
+def batch_sweep(batches: list[int], plan: dict, args, hw: int, log: Log) -> dict:
+    """Each line of the plan at each batch size, all of a batch size's models in the same alternating rounds."""
+    sweep: dict[str, list] = {name: [] for name in plan}
+    work = Path(args.work_dir)
+    for b in log.bar(batches, desc="batch sweep", unit="batch size"):
+        loaded = {name: load_timed(compiled_for_batch(src, b, work, args.aipp, engine, mode, hw), args.warmup_count)
+                  for name, (src, engine, mode) in plan.items()}
+        for name, t in interleaved(loaded, args.sweep_loop, args.block, Log(True)).items():
+            sweep[name].append(row(runner.stats(t.ms), t.batch, t.round_rates(t.batch)))
+    return sweep
+
+
+def print_sweep(sweep: dict) -> None:
+    names = list(sweep)
+    print(f"\n{'batch':>5} " + " ".join(f"{name_of(n):>18}" for n in names) + "   (img/s)")
+    for i, first in enumerate(sweep[names[0]]):
+        print(f"{first['batch']:>5} " + " ".join(f"{sweep[n][i]['throughput']:>18.1f}" for n in names))
 
 
 def main(argv=None) -> int:
@@ -267,82 +431,32 @@ def main(argv=None) -> int:
     rows.update(engine_rows(engines, rows["int8"][1], args.int8_source, args.fp32_source, args.aipp,
                             Path(args.work_dir), log, profile.image_hw))
     same_source({f"the {name} row's model": path for name, (path, _, _) in rows.items()})
-    loaded = {name: load_timed(path, args.warmup_count) for name, (path, _, _) in rows.items()}
-    with tempfile.TemporaryDirectory(prefix="poc-peak-") as tmp:
-        # the CPU's rates are timed in the same alternating rounds as the networks, so they see the same drift
-        chosen = probes(sorted({engine for _, engine, _ in rows.values()}), tmp) if args.peaks else []
-        log(f"backend: cpu; {cpu_name()}; {len(rows)} models ({', '.join(rows)})"
-            + (f" and {len(chosen)} rate probes" if chosen else "") + f"; {args.loop} runs each, alternating blocks "
-            f"of {args.block}")
-        timed = interleaved({**loaded, **{p.name: (p.backend, p.feed, 1) for p in chosen}}, args.loop, args.block,
-                            log)
-    rates: dict[str, dict[str, float]] = {}  # {engine: {precision: GMAC/s}}, each the median run of its probe
-    for p in chosen:
-        rates.setdefault(p.engine, {})[p.precision] = p.macs / float(np.median(timed[p.name][0])) / 1e6  # ms
-    result = {}
-    for name in rows:
-        ms, batch = timed[name]
-        if args.batchsize != batch:  # as in ais_bench, --batchsize is the batch the throughput is computed with
-            log(f"{name}: --batchsize {args.batchsize} differs from the model's batch {batch}; the throughput uses "
-                f"{args.batchsize}, as ais_bench's does")
-            batch = args.batchsize
-        st = runner.stats(ms)
-        result[name] = {"model": str(rows[name][0]), "engine": rows[name][1], "precision": rows[name][2],
-                        **row(st, batch)}
-        if not args.quiet:
-            print(f"{name.upper()} {rows[name][0]}:")
-            runner.print_summary({"NPU_compute_time": st, "throughput": result[name]["throughput"]}, batch)
+
+    timed, chosen = timed_rows(rows, args, log)
     gmac = (macs_per_image(args.fp32_source, INPUT_NAME, (IMAGE_CHANNELS, profile.image_hw, profile.image_hw))
             if Path(args.fp32_source).is_file() else None)
-    cpu_rate = {}  # the CPU's rate per precision: the best engine's
-    for by_precision in rates.values():
-        for precision, value in by_precision.items():
-            cpu_rate[precision] = max(cpu_rate.get(precision, 0.0), value)
-    for r in result.values():
-        if gmac:
-            r["gmac_per_s"] = r["throughput"] * gmac
-            if r["precision"] in cpu_rate:
-                r["of_cpu_rate"] = r["gmac_per_s"] / cpu_rate[r["precision"]]
+    result = table(rows, timed, args.batchsize, gmac, log)
+    if not args.quiet:
+        for name, r in result.items():
+            print(f"{name.upper()} {r['model']}:")
+            st = runner.stats(timed[name].ms)
+            runner.print_summary({"NPU_compute_time": st, "throughput": r["throughput"]}, r["batch"])
+    limits = cpu_limits(chosen, timed, result, gmac)
+    gains = speedups(result)
     e2e_runs = e2e_pairs(model, args, log) if args.e2e_input else []
-    speedup = result["int8"]["throughput"] / result["fp32"]["throughput"]
     report = {"date": time.strftime("%Y-%m-%d"), "machine": {"cpu": cpu_name(), "python": platform.python_version()},
-              "batch": result["int8"]["batch"], "loop": args.loop, "block": args.block, "cpu": result,
-              "int8_speedup": speedup, "gmac_per_image": gmac, "cpu_rates_gmac_per_s": rates,
-              "ascend_310p3_published": PUBLISHED_310P3}
+              "profile": profile.name, "batch": result["int8"]["batch"], "loop": args.loop, "block": args.block,
+              "cpu": result, "int8_speedup": result["int8"]["throughput"] / result["fp32"]["throughput"],
+              "int8_speedup_by_engine": gains, "gmac_per_image": gmac,
+              "cpu_rates_gmac_per_s": {p: lim["gmac_per_s"] for p, lim in limits.items()}, "cpu_limits": limits,
+              "ascend_310p3_published": profile.published_npu}
     if e2e_runs:
         e2e = dict(sorted(e2e_runs, key=lambda x: x["ratio_to_pure"])[len(e2e_runs) // 2])
         e2e["ratio_runs"] = [round(x["ratio_to_pure"], 3) for x in e2e_runs]
         report["e2e_int8"] = e2e
-
-    print(f"\n{'engine':<12} {'precision':<9} {'batch':>5} {'img/s':>9} {'GMAC/s':>8} {'of CPU rate':>11} "
-          f"{'p50 ms':>8} {'p99 ms':>8}")
-    for _name, r in sorted(result.items(), key=lambda kv: (kv[1]["precision"], -kv[1]["throughput"])):
-        frac = f"{r['of_cpu_rate'] * 100:>10.0f}%" if "of_cpu_rate" in r else f"{'-':>11}"
-        note = f"  {_name[_name.index('('):]}" if "(" in _name else ""
-        print(f"{r['engine']:<12} {r['precision'].upper():<9} {r['batch']:>5} {r['throughput']:>9.1f} "
-              f"{r.get('gmac_per_s', float('nan')):>8.0f} {frac} {r['latency_ms_p50']:>8.2f} {r['latency_ms_p99']:>8.2f}"
-              f"{note}")
-    for key, a in (PUBLISHED_310P3 if profile.name == profiles.DEFAULT else {}).items():  # the ModelZoo model's
-        print(f"{'310P3':<12} {key.upper():<9} {a['batch']:>5} {a['throughput']:>9.0f} {'-':>8} {'-':>11} {'-':>8} "
-              f"{'-':>8}  (published)")
-    if rates:
-        print("the CPU's multiply-add rates (GMAC/s; the faster of a large matrix multiply and 1x1 convolution on "
-              "the same engine and threads, timed in the same rounds as the models; the best engine's is the CPU's): "
-              + "; ".join(f"{e} " + ", ".join(f"{p.upper()} {v:.0f}" for p, v in by.items()) for e, by in rates.items()))
-        if gmac:
-            print(f"{gmac:.3f} GMAC per image: the CPU's limits are "
-                  + ", ".join(f"{p.upper()} {v / gmac:.0f} img/s" for p, v in sorted(cpu_rate.items())))
-    print(f"INT8 speed-up on the CPU: {speedup:.2f}x (310P3 published: "
-          f"{PUBLISHED_310P3['int8']['throughput'] / PUBLISHED_310P3['fp16']['throughput']:.2f}x INT8 over FP16)")
+    print_table(result, profile, limits, gmac, gains)
     if e2e_runs:
-        e = report["e2e_int8"]
-        print(f"end to end over {e['files']} files (read, infer, write TXT): {e['e2e_images_per_s']:.1f} img/s = "
-              f"{e['ratio_to_pure'] * 100:.0f} % of pure inference over as many batches right after it "
-              f"(median of {len(e2e_runs)} pairs: {e['ratio_runs']})")
-        if "writer" in e["io_cpu_s"]:  # what the I/O cost the engine's cores: the kernel's part is file creation
-            cpu = {k: v["user"] + v["kernel"] for k, v in e["io_cpu_s"].items()}
-            print(f"  CPU time of that run's I/O threads: writer {cpu['writer']:.2f} s "
-                  f"({e['io_cpu_s']['writer']['kernel']:.2f} s in the kernel), reader {cpu.get('reader', 0):.2f} s")
+        print_e2e(report["e2e_int8"], len(e2e_runs))
 
     if args.layers and not Path(args.fp32_source).is_file():
         log(f"--layers: no float source model {args.fp32_source} to size the convolutions; layers left out")
@@ -354,20 +468,10 @@ def main(argv=None) -> int:
                 print_profile(layers)
 
     if args.sweep:
-        batches = [int(b) for b in args.sweep.split(",")]
-        sweep = {"int8": [], "fp32": []}
-        work = Path(args.work_dir)
-        for b in log.bar(batches, desc="batch sweep", unit="batch size"):
-            paths = {name: compiled_for_batch(src, b, work, args.aipp, hw=profile.image_hw)
-                     for name, src in (("int8", args.int8_source), ("fp32", args.fp32_source))}
-            loaded = {name: load_timed(path, args.warmup_count) for name, path in paths.items()}
-            for name, (ms, batch) in interleaved(loaded, args.sweep_loop, args.block, Log(True)).items():
-                sweep[name].append(row(runner.stats(ms), batch))
-        report["sweep"] = sweep
-        print(f"\n{'batch':>5} {'INT8 img/s':>11} {'FP32 img/s':>11} {'speed-up':>9}")
-        for a, b in zip(sweep["int8"], sweep["fp32"], strict=False):
-            print(f"{a['batch']:>5} {a['throughput']:>11.1f} {b['throughput']:>11.1f} {a['throughput'] / b['throughput']:>8.2f}x")
-        plot(sweep, Path(args.plot))
+        plan = sweep_plan(engines, args.int8_source, args.fp32_source)
+        report["sweep"] = batch_sweep([int(b) for b in args.sweep.split(",")], plan, args, profile.image_hw, log)
+        print_sweep(report["sweep"])
+        plot(report["sweep"], profile.title, Path(args.plot))
         log(f"plot: {args.plot}")
     with atomic_file(args.json, "w") as f:
         json.dump(report, f, indent=2)

@@ -32,6 +32,8 @@ class Profile:
     config_dir: str  # aipp.conf and quant.cfg ("." for the repository root)
     stem: str  # file-name stem: models/{stem}_quant_bs24 ...
     published: dict = field(default_factory=dict)  # published top-1 figures (%), by what they were measured on
+    # the Ascend 310P3's published figures for this model, by precision ({} where none are published)
+    published_npu: dict = field(default_factory=dict)
     assets: tuple[str, ...] = ()  # published file names (their sha256 in config.PUBLISHED_ASSETS_SHA256)
     batch: int = config.BATCH_SIZE
     index: str | None = None  # a pruned model's channel index file (repository-relative), needed beside its weights
@@ -79,7 +81,7 @@ PROFILES = {p.name: p for p in (
             config.STD_RGB_255, "mmcls_resnet_cifar", "poc.model", "pth", ".", "resnet50",
             published={"FP32 (mmcls)": 79.90, "FP16 on the 310P3": config.PUBLISHED_310P3["fp16"]["top1"],
                        "INT8 on the 310P3": config.PUBLISHED_310P3["int8"]["top1"]},
-            demo_weights=Path(config.DEMO_CHECKPOINT).name),
+            published_npu=config.PUBLISHED_310P3, demo_weights=Path(config.DEMO_CHECKPOINT).name),
     Profile("ms-resnet50-plain-cifar10", "ResNet50 Residual Distillation (shortcut-free ResNet-50, CIFAR-10)",
             "cifar10", "./cifar-10-batches-py", "./demo-data/cifar-10-batches-py", "test_batch", "data_batch_1", 32, 10,
             tuple(255 * m for m in (0.49139968, 0.48215827, 0.44653124)),  # the authors' dataloader, RGB

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from . import profiles
-from .backends import same_source
+from .backends import backend_for, same_source
 from .config import (
     DST_BF16,
     DST_FP32,
@@ -110,8 +110,9 @@ def main(argv=None) -> int:
             print(f"BF16 vs FP32 ({fid[2]} images): top-1 agreement {fid[0]:.2f} %, mean cosine {fid[1]:.5f} "
                   f"(the CPU's counterpart of the 310P3's FP16 row)")
     if s8 and s32 and s32.get("throughput"):
-        print(f"INT8 speed-up on the CPU: {s8['throughput'] / s32['throughput']:.2f}x (compute throughput of the "
-              "whole inference run; `bash benchmark.sh` measures it properly)")
+        engines = " vs ".join(dict.fromkeys(backend_for(_model_of(s) or "").name() for s in (s8, s32)))
+        print(f"INT8 speed-up over FP32 on the CPU ({engines}): {s8['throughput'] / s32['throughput']:.2f}x (compute "
+              "throughput of the whole inference run; `bash benchmark.sh` measures it properly)")
     if rep and "fidelity" in rep:
         f = rep["fidelity"]
         print(f"fidelity ({f['images']} test images): top-1 agreement {f['top1_agreement']:.2f} %, "

@@ -399,6 +399,36 @@ class _RecordingEngine:
         self.outstanding.pop(0)
         return [ticket[1] * 2 + 1]
 
+    def finished_at(self, ticket):
+        return None  # when collected
+
+
+def test_in_flight_times_batches_by_when_the_engine_finished_them(monkeypatch):
+    """Two batches collected late, one right after the other, keep the times the engine noted (finished_at), not
+    one long and one of microseconds; a batch finished before the one ahead of it took no time of its own."""
+    from poc import runner
+    clock = iter([0.0, 1.0, 9.0, 9.00001, 10.0, 12.0, 12.5])  # perf_counter: submits and collects, in call order
+
+    class Noted(_RecordingEngine):
+        finished = {0: 3.0, 1: 5.0, 2: 11.0}  # batch 2 finished at 11 s, collected at 12 s
+
+        def finished_at(self, ticket):
+            return self.finished[ticket[0]]
+    monkeypatch.setattr(runner.time, "perf_counter", lambda: next(clock))
+    queued, feed = runner.InFlight(Noted()), {"input": np.ones((4, 2), np.float32)}
+    queued.submit(feed)  # submitted 0.0
+    queued.submit(feed)  # submitted 1.0; batch 0 collected at 9.0 (finished 3.0)
+    queued.submit(feed)  # submitted 9.00001; batch 1 collected at 10.0 (finished 5.0)
+    queued.collect_all()  # batch 2 collected at 12.0 (finished 11.0)
+    assert queued.times == pytest.approx([3000.0, 2000.0, (11.0 - 9.00001) * 1000])
+    Noted.finished = {0: 3.0, 1: 2.0}  # the second batch finished first (another stream): no time of its own
+    clock = iter([0.0, 1.0, 4.0, 5.0])
+    queued = runner.InFlight(Noted())
+    queued.submit(feed)
+    queued.submit(feed)
+    queued.collect_all()
+    assert queued.times == [3000.0, 0.0]
+
 
 def test_two_batches_in_flight_keep_outputs_with_their_inputs(tmp_path, monkeypatch):
     """With an engine that runs two batches at once, every output file still holds its own input's result, each run

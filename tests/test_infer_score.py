@@ -351,19 +351,26 @@ def test_cpu_benchmark_table_json_e2e_and_sweep_plot(tmp_path, demo_workdir):
     assert set(io_cpu) == {"reader", "writer"} and all(set(t) == {"user", "kernel"} for t in io_cpu.values())
     assert io_cpu["writer"]["user"] + io_cpu["writer"]["kernel"] > 0  # it wrote 30 files
     assert "CPU time of that run's I/O threads: writer" in proc.stdout
-    assert [r["batch"] for r in report["sweep"]["int8"]] == [1, 2]
+    # the sweep: every engine at every precision it runs, each point with its spread over the rounds
+    assert {"onnxruntime int8", "onnxruntime fp32", "openvino int8", "openvino fp32"} <= set(report["sweep"])
+    for line in report["sweep"].values():
+        assert [r["batch"] for r in line] == [1, 2]
+        assert all(r["throughput_min"] <= r["throughput"] * 1.0001 and len(r["throughput_rounds"]) == 1 for r in line)
     assert (tmp_path / "benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "INT8 speed-up on the CPU" in proc.stdout and re.search(r"310P3 +INT8 +24 +14290", proc.stdout)
+    assert re.search(r"INT8 speed-up over FP32 on the CPU: onnxruntime \d+\.\d\dx, openvino \d+\.\d\dx", proc.stdout)
+    assert re.search(r"310P3 +INT8 +24 +14290", proc.stdout)
     # both engines side by side (the other engine's rows compiled from the sources), as fractions of the CPU's rates
     assert {"openvino int8", "openvino fp32", "openvino int8 (deploy model, no AIPP)"} <= set(report["cpu"])
     assert report["cpu"]["openvino int8"]["engine"] == "openvino" and report["cpu"]["int8"]["engine"] == "onnxruntime"
-    rates = report["cpu_rates_gmac_per_s"]
-    assert set(rates) == {"onnxruntime", "openvino"} and all(v > 0 for by in rates.values() for v in by.values())
+    assert set(report["int8_speedup_by_engine"]) == {"onnxruntime", "openvino"}
+    limits = report["cpu_limits"]
+    assert all(set(lim["probe_rounds"]) == {"onnxruntime", "openvino"} for p, lim in limits.items() if p != "bf16")
     assert report["gmac_per_image"] == pytest.approx(1.298, abs=0.01)  # the network's own multiply-adds
-    r = report["cpu"]["openvino int8"]
-    best_int8 = max(by["int8"] for by in rates.values())
-    assert r["of_cpu_rate"] == pytest.approx(r["throughput"] * report["gmac_per_image"] / best_int8)
-    assert "the CPU's limits are" in proc.stdout
+    for name, r in report["cpu"].items():  # three rounds of two runs; no row above the CPU's rate
+        assert len(r["throughput_rounds"]) == 3 and r["throughput_min"] <= r["throughput_max"], name
+        assert r["of_cpu_rate"] == pytest.approx(r["gmac_per_s"] / limits[r["precision"]]["gmac_per_s"])
+        assert r["of_cpu_rate"] <= 1.0 + 1e-9 and r["gmac_per_s"] == pytest.approx(r["throughput"] * 1.298, rel=0.01)
+    assert "the CPU's limits are" in proc.stdout and "rounds min-max" in proc.stdout
     # --layers: each engine's own INT8 model, layer by layer (the OpenVINO one has the demo network's convolutions)
     assert set(report["layers"]) == {"int8", "openvino int8"}
     ov_convs = [g for g in report["layers"]["openvino int8"]["groups"] if g["what"].startswith("conv ")]

@@ -125,7 +125,7 @@ def test_benchmark_does_not_prefer_a_stale_om(tmp_path):
     tiny_model(models / "resnet50_quant_bs24.onnx")
     tiny_model(models / "resnet50_fp32_bs24.onnx")
     proc = run_script(["benchmark.sh", "--loop", "2", "--block", "1", "--warmup_count", "0"], cwd=tmp_path)
-    assert "INT8 speed-up on the CPU" in proc.stdout and "ais_bench" not in proc.stdout
+    assert "INT8 speed-up over FP32 on the CPU: onnxruntime" in proc.stdout and "ais_bench" not in proc.stdout
 
 
 # --- runner and benchmark options ---------------------------------------------------------------------------
