@@ -26,25 +26,21 @@ def main():
     p.add_argument("--batch_num", type=int, default=None,
                    help=f"number of files (default: batch_num of {config.QUANT_CFG})")
     p.add_argument("--config", default=None,
-                   help=f"calibration config giving the default batch_num (default: {config.QUANT_CFG}, else the one "
-                        "that ships with the scripts)")
+                   help=f"calibration config giving the default batch_num (default: the profile's; {config.QUANT_CFG}, "
+                        "else the one that ships with the scripts)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress or log lines")
     args = p.parse_args()
     log = Log(args.quiet, "calib-data")
+    profile = profiles.get(args.profile)
     if args.batch_num is None:
-        if args.config is None and args.profile != profiles.DEFAULT:
-            args.config = str(profiles.get(args.profile).quant_cfg)
         if args.config is None:
-            args.config = config.QUANT_CFG
-            if not Path(args.config).exists():  # run outside the repository
-                args.config = str(Path(__file__).resolve().parent / "quant.cfg")
-                log(f"no {config.QUANT_CFG} here: using the default config that ships with the scripts, {args.config}")
+            args.config, whose = profile.config_file("quant.cfg")
+            log(f"calibration config: {whose}, {args.config}")
         args.batch_num = parse_quant_cfg(args.config).batch_num
         log(f"batch_num {args.batch_num} from {args.config}")
     if args.batch_size < 1 or args.batch_num < 1:
         p.error("--batch_size and --batch_num must be at least 1")
-    profile = profiles.get(args.profile)
     args.save_path = args.save_path or profile.path(config.CALIB_DIR)
     if profile.dataset == "pets":  # a folder of images with split files, not a pickle
         create_quant_data_pets(args.src_path or profile.data_dir, profile.calib_split, args.save_path, args.batch_size,

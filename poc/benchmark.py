@@ -379,7 +379,8 @@ def main(argv=None) -> int:
                    help=f"for the sweep's compiles (default: the profile's, {QUANT_SAVE_PATH}{DEPLOY_SUFFIX})")
     p.add_argument("--fp32_source", default=None,
                    help=f"for the sweep's compiles (default: the profile's, {MODELS_DIR}/{END2END_ONNX})")
-    p.add_argument("--aipp", default=AIPP_CFG, help="for the sweep's compiles (default: %(default)s)")
+    p.add_argument("--aipp", default=None, help=f"for the other engine's and the sweep's compiles (default: the "
+                                                f"profile's; {AIPP_CFG}, else the one that ships with the scripts)")
     p.add_argument("--json", default=None, help=f"results (default: the profile's, {BENCHMARK_JSON})")
     p.add_argument("--plot", default=None,
                    help=f"throughput-by-batch plot, with --sweep (default: the profile's, {BENCHMARK_PNG})")
@@ -409,8 +410,7 @@ def main(argv=None) -> int:
     args.json = args.json or profile.path(BENCHMARK_JSON)
     args.plot = args.plot or profile.path(BENCHMARK_PNG)
     args.work_dir = args.work_dir or profile.path(BENCH_DIR)
-    if profile.name != profiles.DEFAULT:
-        args.aipp = args.aipp if args.aipp != AIPP_CFG else str(profile.aipp_conf)
+    args.aipp = args.aipp or str(profile.aipp_conf)
 
     model = Path(args.model) if args.model else compiled_model(names["COMPILED_INT8"])
     if model.suffix == ".om":  # the ModelZoo's performance command

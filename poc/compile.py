@@ -242,7 +242,8 @@ def main(argv=None) -> int:
     p.add_argument("--input_format", default="NCHW", help="(default: %(default)s)")
     p.add_argument("--input_shape", default=None, help=f"(default: {INPUT_SHAPE}, or the profile's)")
     p.add_argument("--insert_op_conf", default=None,
-                   help=f"AIPP config; '' for none (default: {AIPP_CFG}, else the one that ships with the scripts)")
+                   help=f"AIPP config; '' for none (default: the profile's; {AIPP_CFG}, else the one that ships with "
+                        "the scripts)")
     p.add_argument("--enable_small_channel", default="1", help="atc only (default: %(default)s)")
     p.add_argument("--op_select_implmode", default="high_performance", help="atc only (default: %(default)s)")
     p.add_argument("--soc_version", default=None,
@@ -264,14 +265,10 @@ def main(argv=None) -> int:
     if args.framework != "5":
         raise InputError("--framework", f"'{args.framework}': only 5 (ONNX) is supported")
     ascend.parse_input_shape(args.input_shape)
-    if args.insert_op_conf is None and profile.name != profiles.DEFAULT:
-        args.insert_op_conf = str(profile.aipp_conf)
-        log(f"AIPP config of profile {profile.name}: {args.insert_op_conf}")
     if args.insert_op_conf is None:
-        args.insert_op_conf = AIPP_CFG
-        if not Path(AIPP_CFG).exists():  # run outside the repository
-            args.insert_op_conf = str(Path(__file__).resolve().parents[1] / "aipp.conf")
-            log(f"no {AIPP_CFG} here: using the AIPP config that ships with the scripts, {args.insert_op_conf}")
+        path, whose = profile.config_file("aipp.conf")
+        args.insert_op_conf = str(path)
+        log(f"AIPP config: {whose}, {path}")
     backend = ascend.choose("atc", ascend.on_path("atc"), log)
     if backend == "ascend":
         compile_ascend(args, log)

@@ -100,9 +100,11 @@ def main(argv=None) -> int:
     args.eval_bins = args.eval_bins or profile.path(BIN_DIR)
     args.eval_labels = args.eval_labels or profile.path(LABEL_FILE)
     args.input_shape = args.input_shape or profile.input_shape
-    args.calibration_config = args.calibration_config or (QUANT_CFG if profile.name == profiles.DEFAULT
-                                                          else str(profile.quant_cfg))
     log = Log(args.quiet, "quantize")
+    if args.calibration_config is None:
+        path, whose = profile.config_file("quant.cfg")
+        args.calibration_config = str(path)
+        log(f"calibration config: {whose}, {path}")
     backend = ascend.choose("amct_onnx", ascend.on_path("amct_onnx"), log)
     report: dict = {"backend": backend, "model": str(args.model), "calibration_config": str(args.calibration_config)}
     with tempfile.TemporaryDirectory(prefix="poc-quant-") as tmp:

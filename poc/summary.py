@@ -87,8 +87,7 @@ def main(argv=None) -> int:
     same_source({f"the {name} run's model": _model_of(summ) for name, summ in (("INT8", s8), ("FP32", s32),
                                                                                  ("BF16", s16 if bf16 else None))})
     print("\n================ pipeline summary ================")
-    if profile.name != profiles.DEFAULT:
-        print(f"profile: {profile.name} ({profile.title})")
+    print(f"profile: {profile.name} ({profile.title})")
     if args.data or args.checkpoint:
         print(f"data: {args.data}   checkpoint: {args.checkpoint}")
     print(f"{'model':<22} {'top-1':>8} {'top-5':>8} {'img/s':>9} {'e2e img/s':>10}")

@@ -300,7 +300,7 @@ def test_create_quant_data_outside_the_repository_uses_the_shipped_config(tmp_pa
     proc = run_script(["create_quant_data.py", "--quiet"], cwd=tmp_path)
     assert proc.returncode == 0 and len(os.listdir(tmp_path / "amct_bin_data")) == 8  # batch_num of ./quant.cfg
     proc = run_script(["create_quant_data.py"], cwd=tmp_path)
-    assert "using the default config that ships with the scripts" in proc.stdout
+    assert "calibration config: the one that ships with the scripts" in proc.stdout
 
 
 # --- 3. exactly what the real tools write --------------------------------------------------------------------
