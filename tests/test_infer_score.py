@@ -400,7 +400,6 @@ def test_runner_failure_midway_keeps_previous_outputs_and_rerun_replaces(tmp_pat
 
 
 def test_benchmark_recompiles_sweep_models_when_the_source_changes(demo_workdir, tmp_path):
-    import os
     import shutil
 
     from poc.benchmark import compiled_for_batch
@@ -411,95 +410,6 @@ def test_benchmark_recompiles_sweep_models_when_the_source_changes(demo_workdir,
     assert compiled_for_batch(src, 2, tmp_path / "work", str(ROOT / "aipp.conf")).stat().st_mtime_ns == made  # reused
     os.utime(src, ns=(made + 10**9, made + 10**9))  # a newer source
     assert compiled_for_batch(src, 2, tmp_path / "work", str(ROOT / "aipp.conf")).stat().st_mtime_ns != made
-
-
-# --- the README, literally ---------------------------------------------------------------------------------------
-
-def _readme_commands(start: str, end: str) -> str:
-    """The bash blocks of the README between two headings, as one script; `make ...` lines are the make targets'
-    own business (and the mmdeploy venv's command runs in test-mmdeploy)."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index(start):readme.index(end)]
-    blocks = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
-    lines = [ln for block in blocks for ln in block.splitlines()
-             if not ln.strip().startswith(("make ", ".venv-mmdeploy/"))]
-    return "set -euo pipefail\n" + "\n".join(lines) + "\n"
-
-
-def _fresh_clone(tmp_path):
-    """A clone of the repository with this checkout's uncommitted work, and the venv."""
-    import shutil
-    import subprocess
-    clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-    for path in subprocess.run(["git", "ls-files", "-m", "-o", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                               text=True, check=True).stdout.split():
-        if (ROOT / path).is_file():  # uncommitted work, when the test runs before a commit
-            (clone / path).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(ROOT / path, clone / path)
-    (clone / ".venv").symlink_to(ROOT / ".venv")
-    return clone
-
-
-def _run_in(clone, script):
-    import subprocess
-    proc = subprocess.run(["bash", "-c", script], cwd=clone, capture_output=True, text=True,
-                          env={k: v for k, v in os.environ.items() if k not in ("PYTHON", "VIRTUAL_ENV")})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
-
-
-def test_readme_stage_walkthrough_runs_literally(demo_data, demo_workdir, tmp_path):
-    """Every command of the README's stage walk-through, as written, in a fresh copy of the repository. `make demo`
-    is stood in for by what it leaves behind (the demo data set and the demo checkpoint, small here). Stage 8's
-    commands (`benchmark.sh`, 100 timed runs of five models at its ModelZoo defaults) take minutes: they run the
-    same code with fewer runs in test_cpu_benchmark_table_json_e2e_and_sweep_plot; the mmdeploy venv's export runs
-    in `make test-mmdeploy`."""
-    import shutil
-    script = _readme_commands("## Stages", "### 8. Benchmark")
-    assert "python3 preprocess_cifar100.py" in script and "python3 postprocess.py" in script
-    clone = _fresh_clone(tmp_path)
-    shutil.copytree(demo_data, clone / "demo-data" / "cifar-100-python")
-    (clone / "models").mkdir()
-    shutil.copy(demo_workdir / "models" / "demo.pth", clone / "models" / "demo_resnet50_cifar100.pth")
-    _run_in(clone, script)
-    result = json.loads((clone / "result.json").read_text())
-    assert result["value"][0] == {"key": "Number of images", "value": str(len(os.listdir(clone / "bin_data")))}
-    assert (clone / "models" / "resnet50_bf16_bs24.xml").is_file()  # the engine example
-    assert sorted(os.listdir(clone / "dst2")) == ["device0", "device0_summary.json", "device1", "device1_summary.json"]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("profile_name, start, end", [
-    ("ms-resnet50-plain-cifar10", "### ResNet-50 without shortcuts", "### ResNet50-0.65x on Oxford-IIIT Pet"),
-    ("ms-resnet50-0.65x-pets", "### ResNet50-0.65x on Oxford-IIIT Pet", "## The Ascend path"),
-])
-def test_readme_profile_walkthroughs_run_literally(tmp_path, profile_name, start, end):
-    """Each MindSpore profile's README commands, as written, in a fresh clone; `make demo PROFILE=...` stood in for
-    by what it leaves behind: a small demo set and the demo weights, in the profile's own folder."""
-    import subprocess
-    import sys
-
-    from poc import profiles
-    profile = profiles.get(profile_name)
-    activate = "source .venv/bin/activate"  # the README's "first once" step, which these sections follow
-    assert activate in _readme_commands("## Stages", "### 1. Preprocess")
-    script = _readme_commands(start, end).replace("set -euo pipefail\n", f"set -euo pipefail\n{activate}\n", 1)
-    clone = _fresh_clone(tmp_path)
-    env = dict(os.environ, PYTHONPATH=str(clone))
-    small = ["--train_per_class", "6", "--test_per_class", "1"] if profile.dataset == "pets" else \
-        ["--train_per_class", "20", "--test_per_class", "3"]
-    subprocess.run([sys.executable, "-m", "poc.sample", "--profile", profile_name, *small, "--quiet"], cwd=clone,
-                   env=env, check=True)
-    subprocess.run([sys.executable, "-m", "poc.demo_model", "--profile", profile_name, "--data", profile.demo_data_dir,
-                    "--max_train", "222", "--bn_images", "32", "--quiet"], cwd=clone, env=env, check=True)
-    assert (clone / profile.demo_checkpoint).is_file()
-    _run_in(clone, script)
-    work = clone / profile_name
-    result = json.loads((work / "result.json").read_text())
-    assert result["value"][1] == {"key": "Number of classes", "value": str(profile.num_classes)}
-    assert result["value"][0] == {"key": "Number of images", "value": str(len(os.listdir(work / "bin_data")))}
-    assert not (clone / "bin_data").exists() and not (clone / "result.json").exists()  # the default's stay untouched
 
 
 def test_int8_against_fp32_says_which_way_in_words():
