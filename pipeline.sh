@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole flow: preprocess -> calibration data -> export -> quantize -> compile -> infer -> postprocess.
+# The whole flow: preprocess -> calibration data -> export -> quantize -> compile -> infer -> postprocess -> report
+# -> summary.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/poc/common.sh"
 
@@ -23,7 +24,7 @@ exit code (2: bad input, 1: a stage or tool failed).
   --engine E    CPU engine of the compile stage: onnxruntime (default, or $POC_ENGINE) or openvino; with
                 openvino the float model also runs at BF16 (ATC's force_fp16: the NPU's FP16 row), a third row
   --from STAGE  a re-run: skip the stages before STAGE (preprocess, calib-data, demo-model, export, quantize,
-                compile, infer, postprocess) and use what they wrote last time
+                compile, infer, postprocess, report, summary) and use what they wrote last time
   --quiet       no progress bars
   -h, --help    this help
 USAGE
@@ -36,7 +37,7 @@ QUIET=()
 CKPT="${CHECKPOINT:-}"
 TRUST=()
 FROM=""
-STAGES=(preprocess calib-data demo-model export quantize compile infer postprocess)
+STAGES=(preprocess calib-data demo-model export quantize compile infer postprocess report summary)
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --demo) DEMO=1 ;;
@@ -131,20 +132,16 @@ stage export "$PYTHON" "$POC_ROOT/export_onnx.py" "${P[@]}" "${WEIGHTS_ARGS[@]}"
 stage quantize bash "$POC_ROOT/quantize.sh" "${P[@]}" --model "$MODELS_DIR/$END2END_ONNX" \
     --save_path "$QUANT_SAVE_PATH" --input_shape "$INPUT_SHAPE" --data_dir "$CALIB_DIR/" --data_types float32 \
     --calibration_config "$QUANT_CONF" --eval_bins "$BIN_DIR" --eval_labels "$LABEL_FILE" "${QUIET[@]}"
-stage compile-int8 bash "$POC_ROOT/atc_convert.sh" --framework=5 --model="$QUANT_SAVE_PATH$DEPLOY_SUFFIX" \
-    --output="$COMPILED_INT8" --input_format=NCHW --input_shape="$INPUT_SHAPE" \
-    --insert_op_conf="$AIPP_CONF" --enable_small_channel=1 --op_select_implmode=high_performance --log=error \
-    "${QUIET[@]}"
-stage compile-fp32 bash "$POC_ROOT/atc_convert.sh" --framework=5 --model="$MODELS_DIR/$END2END_ONNX" \
-    --output="$COMPILED_FP32" --input_format=NCHW --input_shape="$INPUT_SHAPE" \
-    --insert_op_conf="$AIPP_CONF" --enable_small_channel=1 --op_select_implmode=high_performance --log=error \
-    "${QUIET[@]}"
-
+compile() {  # compile NAME MODEL OUTPUT [ATC flags...]: one atc_convert.sh stage, the batch and AIPP of the profile
+    local name="$1" model="$2" output="$3"; shift 3
+    stage "$name" bash "$POC_ROOT/atc_convert.sh" --framework=5 --model="$model" --output="$output" \
+        --input_format=NCHW --input_shape="$INPUT_SHAPE" --insert_op_conf="$AIPP_CONF" --enable_small_channel=1 \
+        --op_select_implmode=high_performance --log=error "$@" "${QUIET[@]}"
+}
+compile compile-int8 "$QUANT_SAVE_PATH$DEPLOY_SUFFIX" "$COMPILED_INT8"
+compile compile-fp32 "$MODELS_DIR/$END2END_ONNX" "$COMPILED_FP32"
 if [[ "${POC_ENGINE:-onnxruntime}" == openvino ]]; then
-    stage compile-bf16 bash "$POC_ROOT/atc_convert.sh" --framework=5 --model="$MODELS_DIR/$END2END_ONNX" \
-        --output="$COMPILED_BF16" --input_format=NCHW --input_shape="$INPUT_SHAPE" \
-        --insert_op_conf="$AIPP_CONF" --enable_small_channel=1 --op_select_implmode=high_performance \
-        --log=error --precision_mode=force_fp16 "${QUIET[@]}"
+    compile compile-bf16 "$MODELS_DIR/$END2END_ONNX" "$COMPILED_BF16" --precision_mode=force_fp16
 fi
 
 # The runtime follows the model file: .om (atc) runs on ais_bench, .onnx (CPU fallback) on ONNX Runtime;
@@ -165,5 +162,8 @@ if [[ "${POC_ENGINE:-onnxruntime}" == openvino ]]; then
     stage postprocess-bf16 "$PYTHON" "$POC_ROOT/postprocess.py" "${WORK_DIR%/}/$DST_BF16/" "$LABEL_FILE" "$WORK_DIR" "$RESULT_BF16_JSON" \
         "${QUIET[@]}"
 fi
-"$PYTHON" -m poc.summary "${P[@]}" --data "$DATA" --checkpoint "$CKPT"
+stage report "$PYTHON" "$POC_ROOT/report.py" "${P[@]}" --result "${WORK_DIR%/}/$RESULT_JSON" \
+    --outputs "${WORK_DIR%/}/$DST_INT8" --labels "$LABEL_FILE" --pics "$PIC_DIR" --fp32_outputs "${WORK_DIR%/}/$DST_FP32" \
+    --quant_report "$QUANT_SAVE_PATH$REPORT_SUFFIX" --out "$REPORT_HTML" "${QUIET[@]}"
+stage summary "$PYTHON" -m poc.summary "${P[@]}" --data "$DATA" --checkpoint "$CKPT"
 echo "time per stage: $(IFS=,; echo "${TIMES[*]}" | sed 's/,/, /g') (total $SECONDS s)"

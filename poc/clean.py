@@ -50,7 +50,8 @@ def toolkit_files(root: Path) -> tuple[list[Path], list[Path]]:
                     elif DEVICE_SUMMARY.fullmatch(entry.name):
                         files.append(entry)
             files.append(at(f"{dst}{config.SUMMARY_SUFFIX}"))
-        files += [at(n) for n in (config.LABEL_FILE, config.CLASS_NAMES, config.RESULT_JSON, config.RESULT_FP32_JSON,
+        files += [at(n) for n in (config.LABEL_FILE, config.CLASS_NAMES, config.REPORT_HTML,
+                                  config.RESULT_JSON, config.RESULT_FP32_JSON,
                                   config.RESULT_BF16_JSON, config.BENCHMARK_JSON, config.BENCHMARK_PNG)]
         files.append(at(f"{config.MODELS_DIR}/{config.END2END_ONNX}"))
         names = p.names()

@@ -52,6 +52,7 @@ DST_BF16 = "dst_bf16"
 RESULT_JSON = "result.json"
 RESULT_FP32_JSON = "result_fp32.json"
 RESULT_BF16_JSON = "result_bf16.json"
+REPORT_HTML = "./report.html"  # the results report for a person (report.py)
 BENCHMARK_JSON = "benchmark.json"
 BENCHMARK_PNG = "benchmark.png"
 BENCH_DIR = "bench_out"

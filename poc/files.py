@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,14 @@ def read_class_names(path, num_classes: int | None = None) -> list[str]:
     return names
 
 
+def class_names_for(label_path, given=None, num_classes: int | None = None) -> list[str] | None:
+    """The class names of a run: ``given`` (a file), else ``class_names.txt`` beside the label file when preprocess
+    wrote one, else None (classes go by index)."""
+    if given is None and class_names_path(label_path).is_file():
+        given = class_names_path(label_path)
+    return read_class_names(given, num_classes) if given is not None else None
+
+
 def read_image_bins(bins_dir, labels_path, limit: int, hw: int = IMAGE_HW) -> tuple[np.ndarray, np.ndarray | None]:
     """Up to ``limit`` preprocessed images (uint8 HWC bins of ``hw`` x ``hw``, natural order) and their labels when
     the label file exists and labels them all."""
@@ -143,6 +152,51 @@ def find_outputs(result_dir) -> dict[str, Path]:
             raise InputError(path, f"a second output for {stem} (also {found[stem].name})")
         found[stem] = path
     return found
+
+
+@dataclass
+class LabelledOutputs:
+    """Output 0 of every labelled image, in natural order: stems, scores [images, classes], labels."""
+    stems: list[str]
+    scores: np.ndarray
+    labels: np.ndarray
+    missing: list[str]  # labelled images without an output
+
+    @property
+    def num_classes(self) -> int:
+        return self.scores.shape[1]
+
+
+def read_labelled_outputs(result_dir, label_path, allow_missing: bool = False, log=None) -> LabelledOutputs:
+    """The outputs of an inference run beside their labels, strictly: no output without a label, every labelled
+    image with one (unless ``allow_missing``), the same length everywhere, finite values, labels within it."""
+    labels = read_labels(label_path)
+    outputs = find_outputs(result_dir)
+    unlabelled = sorted(set(outputs) - set(labels))
+    if unlabelled:
+        raise InputError(outputs[unlabelled[0]], f"an output without a label in {label_path} "
+                                                 f"({len(unlabelled)} such: {', '.join(unlabelled[:3])})")
+    missing = sorted(set(labels) - set(outputs), key=natural_key)
+    if missing and not allow_missing:
+        raise InputError(result_dir, f"no output for {len(missing)} labelled images: {', '.join(missing[:5])}"
+                                     + (" ..." if len(missing) > 5 else "") + " (--allow_missing to score the rest)")
+    if missing and log:
+        log(f"warning: {len(missing)} labelled images have no output; scoring the {len(outputs)} that do")
+    if not outputs:
+        raise InputError(result_dir, "no output files (name_0.txt|npy|bin)")
+    stems = sorted(outputs, key=natural_key)
+    vectors = [read_output_vector(outputs[s]) for s in (log.bar(stems, desc="read outputs") if log else stems)]
+    num_classes = len(vectors[0])
+    for s, v in zip(stems, vectors, strict=False):
+        if len(v) != num_classes:
+            raise InputError(outputs[s], f"{len(v)} values, but {outputs[stems[0]].name} has {num_classes}")
+        if not np.isfinite(v).all():
+            raise InputError(outputs[s], "holds NaN or infinite values")
+    y = np.array([labels[s] for s in stems])
+    if y.max() >= num_classes:
+        bad = stems[int(np.argmax(y >= num_classes))]
+        raise InputError(label_path, f"label {labels[bad]} of {bad} is outside the {num_classes} output classes")
+    return LabelledOutputs(stems, np.stack(vectors), y, missing)
 
 
 def format_txt(arr: np.ndarray) -> bytes:

@@ -126,7 +126,7 @@ def shell_names(profile: Profile) -> dict[str, str]:
     names = config.shell_names()
     names.update(profile.names())
     names.update({k: profile.path(getattr(config, k)) for k in ("BIN_DIR", "LABEL_FILE", "PIC_DIR", "CALIB_DIR",
-                                                               "MODELS_DIR")})
+                                                               "MODELS_DIR", "REPORT_HTML")})
     split_dir = "annotations/" if profile.dataset == "pets" else ""  # where the split files are in the data folder
     names.update(PROFILE=profile.name, DATA_DIR=profile.data_dir, DEMO_DATA_DIR=profile.demo_data_dir,
                  DATASET=profile.dataset, EVAL_SPLIT=profile.eval_split, CALIB_SPLIT=profile.calib_split,

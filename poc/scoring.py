@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, OutputSet
-from .files import class_names_path, find_outputs, natural_key, read_class_names, read_labels, read_output_vector
+from .errors import OutputSet
+from .files import class_names_for, read_labelled_outputs
 from .progress import Log
 
 TITLE = "Overall statistical evaluation"
@@ -25,36 +25,10 @@ def score(result_dir, label_path, topk: int = 5, allow_missing: bool = False, lo
     """Top-k accuracy, per-class top-1 and the most confused pairs; ``class_names`` (a file, one name a line) names
     the classes, by default ``class_names.txt`` beside the label file when preprocess wrote one."""
     log = log or Log(stage="postprocess")
-    labels = read_labels(label_path)
-    outputs = find_outputs(result_dir)
-    unlabelled = sorted(set(outputs) - set(labels))
-    if unlabelled:
-        raise InputError(outputs[unlabelled[0]], f"an output without a label in {label_path} "
-                                                 f"({len(unlabelled)} such: {', '.join(unlabelled[:3])})")
-    missing = sorted(set(labels) - set(outputs), key=natural_key)
-    if missing and not allow_missing:
-        raise InputError(result_dir, f"no output for {len(missing)} labelled images: {', '.join(missing[:5])}"
-                                     + (" ..." if len(missing) > 5 else "") + " (--allow_missing to score the rest)")
-    if missing:
-        log(f"warning: {len(missing)} labelled images have no output; scoring the {len(outputs)} that do")
-    if not outputs:
-        raise InputError(result_dir, "no output files (name_0.txt|npy|bin)")
-    stems = sorted(outputs, key=natural_key)
-    vectors = [read_output_vector(outputs[s]) for s in log.bar(stems, desc="read outputs")]
-    num_classes = len(vectors[0])
-    for s, v in zip(stems, vectors, strict=False):
-        if len(v) != num_classes:
-            raise InputError(outputs[s], f"{len(v)} values, but {outputs[stems[0]].name} has {num_classes}")
-        if not np.isfinite(v).all():
-            raise InputError(outputs[s], "holds NaN or infinite values")
-    scores = np.stack(vectors)
-    y = np.array([labels[s] for s in stems])
-    if y.max() >= num_classes:
-        bad = stems[int(np.argmax(y >= num_classes))]
-        raise InputError(label_path, f"label {labels[bad]} of {bad} is outside the {num_classes} output classes")
-    if class_names is None and class_names_path(label_path).is_file():
-        class_names = class_names_path(label_path)
-    names = read_class_names(class_names, num_classes) if class_names is not None else None
+    scored = read_labelled_outputs(result_dir, label_path, allow_missing, log)
+    stems, scores, y, missing, num_classes = (scored.stems, scored.scores, scored.labels, scored.missing,
+                                              scored.num_classes)
+    names = class_names_for(label_path, class_names, num_classes)
     k = min(topk, num_classes)
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     hit_rank = (order == y[:, None])

@@ -14,6 +14,7 @@ from .config import (
     DST_FP32,
     DST_INT8,
     QUANT_SAVE_PATH,
+    REPORT_HTML,
     REPORT_SUFFIX,
     RESULT_BF16_JSON,
     RESULT_FP32_JSON,
@@ -122,7 +123,8 @@ def main(argv=None) -> int:
                        ("BF16 model", bf16_model if bf16 is not None else Path("/nonexistent")),
                        ("INT8 outputs", f"{dst_int8}/"), ("FP32 outputs", f"{dst_fp32}/"),
                        ("INT8 accuracy", args.result), ("FP32 accuracy", args.result_fp32),
-                       ("quantization report", args.quant_report), ("inference summary", args.infer_summary)):
+                       ("quantization report", args.quant_report), ("inference summary", args.infer_summary),
+                       ("results report", profile.path(REPORT_HTML))):
         if Path(path).exists():
             print(f"  {what:<20} {path}")
     return 0
