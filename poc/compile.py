@@ -267,7 +267,7 @@ def main(argv=None) -> int:
     ascend.parse_input_shape(args.input_shape)
     if args.insert_op_conf is None:
         path, whose = profile.config_file("aipp.conf")
-        args.insert_op_conf = str(path)
+        args.insert_op_conf = path
         log(f"AIPP config: {whose}, {path}")
     backend = ascend.choose("atc", ascend.on_path("atc"), log)
     if backend == "ascend":

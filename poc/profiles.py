@@ -50,22 +50,22 @@ class Profile:
     def input_shape(self) -> str:
         return f"{config.INPUT_NAME}:{self.batch},3,{self.image_hw},{self.image_hw}"
 
-    def config_file(self, name: str) -> tuple[Path, str]:
+    def config_file(self, name: str) -> tuple[str, str]:
         """(``aipp.conf`` / ``quant.cfg`` for this model, where it came from). A profile whose configs live in the
         working folder (``config_dir`` ".", the ModelZoo's layout) reads ``./NAME`` there, as the ModelZoo scripts
         do, and the one that ships with the scripts when there is none; the others read their own."""
         if self.config_dir == "." and Path(name).is_file():
-            return Path(".") / name, "the working folder's"
-        return ROOT / self.config_dir / name, ("the one that ships with the scripts" if self.config_dir == "."
-                                                else f"profile {self.name}'s")
+            return f"./{name}", "the working folder's"
+        return str(ROOT / self.config_dir / name), ("the one that ships with the scripts" if self.config_dir == "."
+                                                     else f"profile {self.name}'s")
 
     @property
     def aipp_conf(self) -> Path:
-        return self.config_file("aipp.conf")[0]
+        return Path(self.config_file("aipp.conf")[0])
 
     @property
     def quant_cfg(self) -> Path:
-        return self.config_file("quant.cfg")[0]
+        return Path(self.config_file("quant.cfg")[0])
 
     @property
     def index_file(self) -> Path | None:

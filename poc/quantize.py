@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     log = Log(args.quiet, "quantize")
     if args.calibration_config is None:
         path, whose = profile.config_file("quant.cfg")
-        args.calibration_config = str(path)
+        args.calibration_config = path
         log(f"calibration config: {whose}, {path}")
     backend = ascend.choose("amct_onnx", ascend.on_path("amct_onnx"), log)
     report: dict = {"backend": backend, "model": str(args.model), "calibration_config": str(args.calibration_config)}

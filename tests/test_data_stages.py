@@ -103,7 +103,7 @@ def test_preprocess_failure_midway_leaves_old_set_whole(cifar100, tmp_path, monk
                        log=pre.Log(True))
     assert sorted(os.listdir(tmp_path / "bin_data")) == sorted(f"img{i}.bin" for i in range(4))
     assert len((tmp_path / "l.txt").read_text().splitlines()) == 4
-    assert sorted(os.listdir(tmp_path)) == ["bin_data", "cifar-100-python", "l.txt", "pic"]
+    assert sorted(os.listdir(tmp_path)) == ["bin_data", "cifar-100-python", "class_names.txt", "l.txt", "pic"]
 
 
 def test_cifar10_input(tmp_path):

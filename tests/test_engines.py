@@ -461,9 +461,12 @@ def test_benchmark_table_times_batches_as_the_runner_runs_them():
     engine = _RecordingEngine()
     timed = interleaved({"stand-in": (engine, {"input": np.ones((4, 2), np.float32)}, 4)}, loop=7, block=5,
                         log=Log(True))
-    ms, batch = timed["stand-in"]
+    t = timed["stand-in"]
     assert engine.submitted == 7 and engine.most_outstanding == 2 and not engine.outstanding
-    assert batch == 4 and len(ms) == 7 and all(t >= 0 for t in ms)
+    assert t.batch == 4 and len(t.ms) == 7 and all(x >= 0 for x in t.ms)
+    # two rounds (5 runs, then 2), each with its runs' time back to back: the spread is over rounds
+    assert [n for n, _ in t.rounds] == [5, 2] and sum(ms for _, ms in t.rounds) == pytest.approx(sum(t.ms))
+    assert t.round_rates(4) == pytest.approx([4 * n * 1000 / ms for n, ms in t.rounds])
 
 
 def _small_maps_model(batch, qdq=False):

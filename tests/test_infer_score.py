@@ -275,9 +275,13 @@ def test_pipeline_end_to_end_matches_direct_computation(demo_data, demo_workdir,
     proc = run_script(["pipeline.sh", "--data", str(demo_data), "--checkpoint", str(demo_workdir / "models/demo.pth"),
                        "--quiet"], cwd=tmp_path)
     for stage in ("preprocess", "calib-data", "export", "quantize", "compile-int8", "compile-fp32", "infer-int8",
-                  "postprocess-int8", "infer-fp32", "postprocess-fp32"):
+                  "postprocess-int8", "infer-fp32", "postprocess-fp32", "report", "summary"):
         assert f"==== [{stage}]" in proc.stdout
     assert "pipeline summary" in proc.stdout and "INT8 top-1 vs FP32: " in proc.stdout
+    # the report beside result.json, with the FP32 comparison and the quantization figures; the summary names it
+    report = (tmp_path / "report.html").read_text()
+    assert "INT8 vs FP32</h2>" in report and "top-1 agreement over" in report and "FP32 vs INT8 on" in report
+    assert re.search(r"^  results report +\./report\.html$", proc.stdout, re.MULTILINE)
     labels = np.array([int(line.split()[1]) for line in (tmp_path / "img_label.txt").read_text().splitlines()])
     images = np.stack([np.fromfile(tmp_path / "bin_data" / f"img{i}.bin", np.uint8).reshape(32, 32, 3)
                        for i in range(len(labels))])
@@ -299,7 +303,8 @@ def test_pipeline_end_to_end_matches_direct_computation(demo_data, demo_workdir,
     assert abs(res["metrics"]["top1"] - int8_top1) <= 100 / len(labels) + 1e-9
     assert abs(res["metrics"]["top1"] - fp32["metrics"]["top1"]) <= 3.0
     assert re.search(r"^time per stage: check-weights \d+ s, preprocess \d+ s, calib-data \d+ s, "
-                     r".*postprocess-fp32 \d+ s \(total \d+ s\)$", proc.stdout, re.MULTILINE), proc.stdout[-600:]
+                     r".*postprocess-fp32 \d+ s, report \d+ s, summary \d+ s \(total \d+ s\)$", proc.stdout,
+                     re.MULTILINE), proc.stdout[-600:]
     # a re-run from inference: the earlier stages are skipped, their outputs used, the results the same
     models_before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "models").iterdir()}
     again = run_script(["pipeline.sh", "--data", str(demo_data), "--checkpoint", str(demo_workdir / "models/demo.pth"),
@@ -327,7 +332,7 @@ def test_pipeline_without_data_says_use_demo(tmp_path):
     assert proc.returncode == 2 and "--demo" in proc.stderr and "==== [" not in proc.stdout
 
 
-@pytest.mark.parametrize("script", ["infer.sh", "postprocess.py", "benchmark.sh", "pipeline.sh"])
+@pytest.mark.parametrize("script", ["infer.sh", "postprocess.py", "benchmark.sh", "pipeline.sh", "report.py"])
 def test_help(script, tmp_path):
     out = run_script([script, "--help"], cwd=tmp_path).stdout
     assert "usage" in out.lower()
