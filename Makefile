@@ -27,12 +27,13 @@ $(STAMP): requirements.txt requirements-dev.txt | $(PY)
 
 venv: $(STAMP)
 
+# One worker per core, a test file per worker at a time (a file's expensive fixtures are built once).
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto --dist loadfile tests
 
 # The edit-test loop: the tests that start no other process and build no demo model (conftest.py says which).
 test-quick: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -n auto --dist loadfile -m "not slow" tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

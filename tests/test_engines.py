@@ -164,22 +164,6 @@ def test_summary_json_names_the_engine(both_engines):
     assert len(s["filesinfo"]) == len(os.listdir(out / "openvino_int8_out"))
 
 
-def test_pipeline_on_openvino_adds_the_bf16_row(demo_data, demo_workdir, tmp_path):
-    proc = run_script(["pipeline.sh", "--data", str(demo_data), "--checkpoint", str(demo_workdir / "models/demo.pth"),
-                       "--engine", "openvino", "--quiet"], cwd=tmp_path)
-    for stage in ("compile-int8", "compile-fp32", "compile-bf16", "infer-bf16", "postprocess-bf16"):
-        assert f"==== [{stage}]" in proc.stdout
-    assert (tmp_path / "models" / "resnet50_quant_bs24.xml").is_file()
-    rows = {line.split("(")[0].strip(): line for line in proc.stdout.splitlines() if "(bs24, AIPP)" in line}
-    assert set(rows) == {"INT8", "BF16", "FP32"}
-    assert "BF16 vs FP32 (" in proc.stdout and "top-1 agreement" in proc.stdout
-    bf16 = json.loads((tmp_path / "result_bf16.json").read_text())["metrics"]["top1"]
-    fp32 = json.loads((tmp_path / "result_fp32.json").read_text())["metrics"]["top1"]
-    assert abs(bf16 - fp32) <= 3.0
-    s = json.loads((tmp_path / "dst_summary.json").read_text())
-    assert s["device"].startswith("CPU (openvino ")
-
-
 def _small_conv_model(batch, out_batch_dim=True, fixed_reshape=False):
     """float [batch,3,8,8] -> 3x3 conv (4 ch) -> 1x1 conv (4 ch) -> output; a tiny network with real layers.
     ``out_batch_dim=False``: the output is summed over the batch (no batch dimension to split);

@@ -272,6 +272,8 @@ def test_postprocess_allow_missing(tmp_path):
 # --- the whole pipeline ----------------------------------------------------------------------------------
 
 def test_pipeline_end_to_end_matches_direct_computation(demo_data, demo_workdir, tmp_path):
+    """The whole pipeline on ONNX Runtime against a direct computation; a re-run from inference; then the same run
+    on OpenVINO from the compile stage on."""
     proc = run_script(["pipeline.sh", "--data", str(demo_data), "--checkpoint", str(demo_workdir / "models/demo.pth"),
                        "--quiet"], cwd=tmp_path)
     for stage in ("preprocess", "calib-data", "export", "quantize", "compile-int8", "compile-fp32", "infer-int8",
@@ -317,6 +319,18 @@ def test_pipeline_end_to_end_matches_direct_computation(demo_data, demo_workdir,
     assert re.search(r"^time per stage: check-weights \d+ s, infer-int8 \d+ s, postprocess-int8", again.stdout, re.MULTILINE)
     bad = run_script(["pipeline.sh", "--from", "nope"], cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "--from 'nope': not one of preprocess" in bad.stderr
+    # the same run on OpenVINO from the compile stage on: its IRs, and a BF16 row (the NPU's FP16 counterpart)
+    ov = run_script(["pipeline.sh", "--data", str(demo_data), "--checkpoint", str(demo_workdir / "models/demo.pth"),
+                     "--engine", "openvino", "--from", "compile", "--quiet"], cwd=tmp_path)
+    for stage in ("compile-int8", "compile-fp32", "compile-bf16", "infer-bf16", "postprocess-bf16"):
+        assert f"==== [{stage}] " in ov.stdout and f"==== [{stage}] skipped" not in ov.stdout
+    assert (tmp_path / "models" / "resnet50_quant_bs24.xml").is_file()
+    rows = {line.split("(")[0].strip(): line for line in ov.stdout.splitlines() if "(bs24, AIPP)" in line}
+    assert set(rows) == {"INT8", "BF16", "FP32"}
+    assert "BF16 vs FP32 (" in ov.stdout and "INT8 speed-up over FP32 on the CPU (openvino)" in ov.stdout
+    bf16 = json.loads((tmp_path / "result_bf16.json").read_text())["metrics"]["top1"]
+    assert abs(bf16 - json.loads((tmp_path / "result_fp32.json").read_text())["metrics"]["top1"]) <= 3.0
+    assert json.loads((tmp_path / "dst_summary.json").read_text())["device"].startswith("CPU (openvino ")
 
 
 def test_pipeline_stops_at_failing_stage_with_its_exit_code(tmp_path):
@@ -344,7 +358,7 @@ def test_cpu_benchmark_table_json_e2e_and_sweep_plot(tmp_path, demo_workdir):
     write_bins(tmp_path / "bins", 30)
     src = demo_workdir / "models" / "end2end.onnx"
     proc = run_script(["benchmark.sh", "--model", str(a), "--fp32_model", str(b), "--loop", "6", "--block", "2",
-                       "--repeats", "1", "--e2e_input", "bins", "--sweep", "1,2", "--sweep_loop", "2", "--layers",
+                       "--repeats", "1", "--e2e_input", "bins", "--sweep", "2", "--sweep_loop", "2", "--layers",
                        "--int8_source", str(src), "--fp32_source", str(src), "--aipp", str(ROOT / "aipp.conf")],
                       cwd=tmp_path)
     report = json.loads((tmp_path / "benchmark.json").read_text())
@@ -359,7 +373,7 @@ def test_cpu_benchmark_table_json_e2e_and_sweep_plot(tmp_path, demo_workdir):
     # the sweep: every engine at every precision it runs, each point with its spread over the rounds
     assert {"onnxruntime int8", "onnxruntime fp32", "openvino int8", "openvino fp32"} <= set(report["sweep"])
     for line in report["sweep"].values():
-        assert [r["batch"] for r in line] == [1, 2]
+        assert [r["batch"] for r in line] == [2]
         assert all(r["throughput_min"] <= r["throughput"] * 1.0001 and len(r["throughput_rounds"]) == 1 for r in line)
     assert (tmp_path / "benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert re.search(r"INT8 speed-up over FP32 on the CPU: onnxruntime \d+\.\d\dx, openvino \d+\.\d\dx", proc.stdout)
