@@ -85,15 +85,15 @@ def npu_chip_name() -> str | None:
     return f"Ascend{m.group(1)}" if m else None
 
 
-def atc_command(framework, model, output, input_format, input_shape, insert_op_conf, enable_small_channel,
-                op_select_implmode, soc_version, log_level, precision_mode=None) -> list[str]:
+def atc_command(*, framework, model, output, input_format, input_shape, insert_op_conf, enable_small_channel,
+                op_select_implmode, soc_version, log, precision_mode=None) -> list[str]:
     """The ATC call of the ModelZoo README, with the given values (and --precision_mode when one is given)."""
     cmd = ["atc", f"--framework={framework}", f"--model={model}", f"--output={output}",
            f"--input_format={input_format}", f"--input_shape={input_shape}"]
     if insert_op_conf:
         cmd.append(f"--insert_op_conf={insert_op_conf}")
     cmd += [f"--enable_small_channel={enable_small_channel}", f"--op_select_implmode={op_select_implmode}",
-            f"--soc_version={soc_version}", f"--log={log_level}"]
+            f"--soc_version={soc_version}", f"--log={log}"]
     if precision_mode is not None:
         cmd.append(f"--precision_mode={precision_mode}")
     return cmd

@@ -1,5 +1,6 @@
-"""Stage timings for `make bench`: preprocess of a 10,000-image test set (PNGs included) and scoring of 10,000
-outputs. Speed is measured here, never asserted in tests; record the figures in docs/PERFORMANCE.md."""
+"""Stage timings for `make bench`: preprocess of a 10,000-image test set (PNGs included), scoring of 10,000
+outputs and the results report over them. Speed is measured here, never asserted in tests; record the figures in
+docs/PERFORMANCE.md."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +13,9 @@ import numpy as np
 from .errors import atomic_file, run_main
 from .files import format_txt
 from .preprocess import preprocess
+from .profiles import get as get_profile
 from .progress import Log
+from .report import Inputs, write_report
 from .sample import write_demo_dataset
 from .scoring import postprocess
 
@@ -52,9 +55,18 @@ def main(argv=None) -> int:
         score_times.append(time.perf_counter() - t0)
     print(f"postprocess: {n} TXT outputs scored: {min(score_times):.2f} s best of {args.repeats} "
           f"({', '.join(f'{t:.2f}' for t in score_times)})")
+    report_times = []
+    inputs = Inputs(result=work / "result.json", outputs=out, labels=work / "img_label.txt", pics=work / "pic")
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        page = write_report(inputs, work / "report.html", get_profile(None), log=quiet)
+        report_times.append(time.perf_counter() - t0)
+    print(f"report: {n} outputs and pictures: {min(report_times):.2f} s best of {args.repeats} "
+          f"({', '.join(f'{t:.2f}' for t in report_times)}), {page.stat().st_size / 1e6:.2f} MB")
     with atomic_file(args.json, "w") as f:
         json.dump({"date": time.strftime("%Y-%m-%d"), "images": n, "preprocess_s": times,
-                   "postprocess_s": score_times}, f, indent=2)
+                   "postprocess_s": score_times, "report_s": report_times, "report_bytes": page.stat().st_size},
+                  f, indent=2)
     return 0
 
 

@@ -201,8 +201,8 @@ def plot(sweep: dict, title: str, path: Path) -> None:
     first = next(iter(sweep.values()))[0]
     ax.set_xlabel("batch size")
     ax.set_ylabel("images / s (CPU)")
-    ax.set_title(f"{title}, compiled with AIPP: {first['loops']} runs per point in {len(first['throughput_rounds'])} "
-                 "rounds,\nband = min-max over the rounds", fontsize=9)
+    ax.set_title(f"{title}, compiled with AIPP\n{first['loops']} runs per point in {len(first['throughput_rounds'])} "
+                 "rounds; band = min-max over the rounds", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -471,7 +471,7 @@ def main(argv=None) -> int:
         plan = sweep_plan(engines, args.int8_source, args.fp32_source)
         report["sweep"] = batch_sweep([int(b) for b in args.sweep.split(",")], plan, args, profile.image_hw, log)
         print_sweep(report["sweep"])
-        plot(report["sweep"], profile.title, Path(args.plot))
+        plot(report["sweep"], profile.name, Path(args.plot))
         log(f"plot: {args.plot}")
     with atomic_file(args.json, "w") as f:
         json.dump(report, f, indent=2)

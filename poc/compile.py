@@ -88,9 +88,9 @@ def compile_ascend(args, log: Log) -> Path:
         log(f"--soc_version not given: {args.soc_version}"
             + (" (from npu-smi info)" if ascend.on_path("npu-smi") else " (default; npu-smi not found)"))
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # as the CPU path does
-    ascend.run_tool(ascend.atc_command(args.framework, args.model, args.output, args.input_format, args.input_shape,
-                                       args.insert_op_conf, args.enable_small_channel, args.op_select_implmode,
-                                       args.soc_version, args.log, args.precision_mode), log)
+    flags = ("framework", "model", "output", "input_format", "input_shape", "insert_op_conf", "enable_small_channel",
+             "op_select_implmode", "soc_version", "log", "precision_mode")  # ATC's own flags, by their names
+    ascend.run_tool(ascend.atc_command(**{f: getattr(args, f) for f in flags}), log)
     return Path(f"{args.output}.om")
 
 

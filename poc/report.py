@@ -177,27 +177,28 @@ def bar_chart(values: list[float], labels: list[str], width: int = 1100, height:
     return "".join(out)
 
 
-def range_bars(rows: list[tuple[str, float, float, float]], limit: float | None, width: int = 760) -> str:
-    """Horizontal bars (label, value, low, high) with a whisker for the spread; ``limit``: a dashed line."""
-    scale_max = max([r[3] for r in rows] + [limit or 0]) * 1.08 or 1.0
+def range_bars(rows: list[tuple[str, float, float, float, float | None]], width: int = 760) -> str:
+    """Horizontal bars (label, value, low, high, limit): a whisker for the spread and a red tick at the row's limit."""
+    scale_max = max([r[3] for r in rows] + [r[4] or 0 for r in rows]) * 1.12 or 1.0
     left, row_h = 250, 26
     height = row_h * len(rows) + 24
     out = [f'<svg role="img" aria-label="throughput" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
            'xmlns="http://www.w3.org/2000/svg">']
     plot_w = width - left - 70
-    for i, (label, value, low, high) in enumerate(rows):
+    def x(v):
+        return left + plot_w * v / scale_max
+    for i, (label, value, low, high, limit) in enumerate(rows):
         y = 6 + i * row_h
-        w = plot_w * value / scale_max
         out.append(f'<text x="{left - 6}" y="{y + 15}" font-size="11" text-anchor="end">{esc(label)}</text>'
-                   f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="16" fill="#4a78b5"/>'
-                   f'<line x1="{left + plot_w * low / scale_max:.1f}" x2="{left + plot_w * high / scale_max:.1f}" '
-                   f'y1="{y + 11}" y2="{y + 11}" stroke="#1d2430" stroke-width="2"/>'
-                   f'<text x="{left + w + 6:.1f}" y="{y + 15}" font-size="11">{value:,.0f}</text>')
-    if limit:
-        x = left + plot_w * limit / scale_max
-        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="0" y2="{height - 18}" stroke="#b3261e" stroke-dasharray="4 3"/>'
-                   f'<text x="{x:.1f}" y="{height - 4}" font-size="10" text-anchor="middle">CPU limit</text>')
-    out.append("</svg>")
+                   f'<rect x="{left}" y="{y + 3}" width="{x(value) - left:.1f}" height="16" fill="#4a78b5"/>'
+                   f'<line x1="{x(low):.1f}" x2="{x(high):.1f}" y1="{y + 11}" y2="{y + 11}" stroke="#1d2430" '
+                   f'stroke-width="2"/><text x="{max(x(high), x(limit or 0)) + 6:.1f}" y="{y + 15}" font-size="11">'
+                   f'{value:,.0f}</text>')
+        if limit:
+            out.append(f'<line x1="{x(limit):.1f}" x2="{x(limit):.1f}" y1="{y}" y2="{y + 22}" stroke="#b3261e" '
+                       'stroke-width="2"><title>the CPU\'s limit at this precision</title></line>')
+    out.append(f'<text x="{left}" y="{height - 4}" font-size="10">images/s; black: slowest to fastest round; red: the '
+               "CPU's limit at the row's precision</text></svg>")
     return "".join(out)
 
 
@@ -327,17 +328,17 @@ def benchmark_section(bench: dict, path: Path) -> Section:
         frac = f"{float(r['of_cpu_rate']) * 100:.0f} %" if "of_cpu_rate" in r else "–"
         table.append(f'<tr><td>{esc(label)}</td><td class="n">{r.get("batch", "")}</td><td class="n">{tp:,.1f}</td>'
                      f'<td class="n">{low:,.0f}–{high:,.0f}</td><td class="n">{frac}</td></tr>')
-        bars.append((label, tp, low, high))
+        rate = limits.get(r.get("precision")) if isinstance(limits, dict) else None
+        bars.append((label, tp, low, high, float(rate) / gmac if rate and gmac else None))
     published = bench.get("ascend_310p3_published") or {}
     for key, a in published.items():
         table.append(f'<tr><td>Ascend 310P3 {esc(key.upper())} (published)</td><td class="n">{esc(a.get("batch", ""))}'
                      f'</td><td class="n">{float(a.get("throughput", 0)):,.0f}</td><td class="n">–</td><td class="n">–'
                      "</td></tr>")
-    limit = max((float(v) / gmac for v in limits.values()), default=None) if gmac else None
     body = (f'<p class="note">{esc(bench.get("machine", {}).get("cpu", "CPU"))}, {esc(bench.get("date", ""))}: '
-            f'{esc(bench.get("loop", ""))} runs per row in alternating rounds; whiskers: slowest to fastest round; '
-            "dashed: the CPU's measured multiply-add limit at the fastest precision.</p>"
-            + range_bars(bars, limit)
+            f'{esc(bench.get("loop", ""))} runs per row in alternating rounds; the CPU\'s limit is its measured '
+            "multiply-add rate at the row's precision over the network's multiply-adds per image.</p>"
+            + range_bars(bars)
             + "<table><tr><th>engine, precision</th><th>batch</th><th>img/s</th><th>rounds min–max</th>"
               f"<th>of CPU rate</th></tr>{''.join(table)}</table>")
     e2e = bench.get("e2e_int8")
