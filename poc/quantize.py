@@ -11,6 +11,7 @@ import json
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -39,10 +40,29 @@ from .qdq import METHODS, QUANT_OP_TYPES, QdqSettings, excluded_nodes, prepare_f
 from .quant_cfg import QuantConfig, describe, parse_quant_cfg
 
 
+@dataclass
+class Calibrated:
+    """A calibrated float model: what quantizing any part of it again needs (the sensitivity table)."""
+    prepared: Path  # the float model as quantized (shapes inferred, pre-processed)
+    settings: QdqSettings
+    ranges: dict | None  # IFMR's ranges; None: ONNX Runtime's calibrator runs on the batches
+    batches: list
+    input_name: str
+    batch_num: int  # as the deploy model's metadata records it
+    work: Path
+
+    def quantize_only(self, nodes, out_path: Path) -> Path:
+        """The model with only ``nodes`` quantized, with the whole model's ranges."""
+        only = QdqSettings(self.settings.activation_offset, self.settings.channel_wise, self.settings.method,
+                           self.settings.exclude, tuple(nodes))
+        write_qdq(self.prepared, out_path, only, self.work, self.ranges, self.batches, self.input_name,
+                  self.batch_num)
+        return out_path
+
+
 def quantize_cpu(model_path, save_path, input_shape: str, data_dir, data_type: str, cfg: QuantConfig, cfg_path,
-                 work: Path, method: str = "ifmr", log: Log | None = None):
-    """Write ``{save_path}_deploy_model.onnx`` and its ``_fake_quant_model.onnx`` twin (both or neither).
-    Returns what a sensitivity run reuses: the prepared float model, the QDQ settings, the ranges, the batches."""
+                 work: Path, method: str = "ifmr", log: Log | None = None) -> Calibrated:
+    """Write ``{save_path}_deploy_model.onnx`` and its ``_fake_quant_model.onnx`` twin (both or neither)."""
     log = log or Log(stage="quantize")
     start = time.perf_counter()
     name, shape = ascend.parse_input_shape(input_shape)
@@ -65,7 +85,7 @@ def quantize_cpu(model_path, save_path, input_shape: str, data_dir, data_type: s
     n_q = sum(n.op_type == "QuantizeLinear" for n in qmodel.graph.node)
     log(f"wrote {deploy} ({method}, {cfg.batch_num} batches, {n_q} quantized tensors) in "
         f"{time.perf_counter() - start:.1f} s")
-    return prepared, settings, ranges, batches
+    return Calibrated(prepared, settings, ranges, batches, name, cfg.batch_num, work)
 
 
 def main(argv=None) -> int:
@@ -117,7 +137,7 @@ def main(argv=None) -> int:
             int8_model = Path(f"{args.save_path}{FAKE_QUANT_SUFFIX}")  # AMCT's twin that runs on ONNX Runtime
         else:
             cfg = parse_quant_cfg(args.calibration_config)
-            prepared, settings, ranges, batches = quantize_cpu(
+            calibrated = quantize_cpu(
                 args.model, args.save_path, args.input_shape, args.data_dir, args.data_types, cfg,
                 args.calibration_config, work, args.method, log)
             int8_model = Path(f"{args.save_path}{DEPLOY_SUFFIX}")
@@ -131,17 +151,10 @@ def main(argv=None) -> int:
             log(fid.line())
             report["fidelity"] = fid.as_dict()
             if args.sensitivity and backend == "cpu":
-                name = ascend.parse_input_shape(args.input_shape)[0]
-
-                def quantize_only(nodes, out_path):
-                    only = QdqSettings(settings.activation_offset, settings.channel_wise, settings.method,
-                                       settings.exclude, tuple(nodes))
-                    write_qdq(prepared, out_path, only, work, ranges, batches, name, cfg.batch_num)
-                    return out_path
                 # the model module's facts, imported here only: it loads torch, which quantizing does not need
                 conv_groups = importlib.import_module(profile.model_module).CONV_GROUPS
-                report["sensitivity"] = sensitivity(onnx.load(str(prepared)), conv_groups, int8_model, quantize_only,
-                                                    ev, work, log)
+                report["sensitivity"] = sensitivity(onnx.load(str(calibrated.prepared)), conv_groups, int8_model,
+                                                    calibrated.quantize_only, ev, work, log)
         else:
             log(f"fidelity report skipped: no test images in {args.eval_bins}" if not len(images)
                 else f"fidelity report skipped: {int8_model} not found")

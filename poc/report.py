@@ -391,16 +391,19 @@ def compare_section(path: Path) -> Section:
 
 # --- the report ---------------------------------------------------------------------------------------------------
 
-def engine_of(outputs: Path) -> str:
-    """The engine of an inference run, from the summary ais_bench (or the CPU runner) wrote beside its folder."""
+def run_of(outputs: Path) -> tuple[str, str]:
+    """(engine, model) of an inference run, from the summary ais_bench (or the CPU runner) wrote beside its folder."""
     summary = outputs.parent / f"{outputs.name}_summary.json"
-    if summary.is_file():
-        try:
-            device = read_json(summary, "inference summary").get("device", "")
-        except InputError:
-            return "not recorded"
-        return str(device).split(":")[0] if device else "Ascend NPU (ais_bench)"
-    return "not recorded"
+    if not summary.is_file():
+        return "not recorded", "not recorded"
+    try:
+        data = read_json(summary, "inference summary")
+    except InputError:
+        return "not recorded", "not recorded"
+    argv = data.get("args") if isinstance(data.get("args"), list) else []
+    model = next((str(argv[i + 1]) for i, a in enumerate(argv[:-1]) if a in ("--model", "-m")), "not recorded")
+    device = data.get("device", "")
+    return (str(device).split(":")[0] if device else "Ascend NPU (ais_bench)"), model
 
 
 def build(inputs: Inputs, profile, gallery_cap: int = 48, log: Log | None = None) -> Report:
@@ -413,10 +416,10 @@ def build(inputs: Inputs, profile, gallery_cap: int = 48, log: Log | None = None
     pred, conf = probs.argmax(1), probs.max(1)
     pics = inputs.pics if inputs.pics and inputs.pics.is_dir() else None
     cache: dict[str, str] = {}
-    engine = engine_of(inputs.outputs)
+    engine, model = run_of(inputs.outputs)
     report = Report(f"{profile.title}: results",
-                    f"profile <b>{esc(profile.name)}</b> · {len(run.stems)} images in {esc(inputs.outputs)} · "
-                    f"engine {esc(engine)} · written {time.strftime('%Y-%m-%d %H:%M')}")
+                    f"profile <b>{esc(profile.name)}</b> · model {esc(model)} · {len(run.stems)} images in "
+                    f"{esc(inputs.outputs)} · engine {esc(engine)} · written {time.strftime('%Y-%m-%d %H:%M')}")
     report.sections.append(headline(result, run, profile, engine))
     report.sections.append(per_class(run, pred, names))
     if pics is None:

@@ -283,6 +283,7 @@ def test_pipeline_end_to_end_matches_direct_computation(demo_data, demo_workdir,
     # the report beside result.json, with the FP32 comparison and the quantization figures; the summary names it
     report = (tmp_path / "report.html").read_text()
     assert "INT8 vs FP32</h2>" in report and "top-1 agreement over" in report and "FP32 vs INT8 on" in report
+    assert "model models/resnet50_quant_bs24.onnx" in report and "engine CPU (onnxruntime " in report
     assert re.search(r"^  results report +\./report\.html$", proc.stdout, re.MULTILINE)
     labels = np.array([int(line.split()[1]) for line in (tmp_path / "img_label.txt").read_text().splitlines()])
     images = np.stack([np.fromfile(tmp_path / "bin_data" / f"img{i}.bin", np.uint8).reshape(32, 32, 3)

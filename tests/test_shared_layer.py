@@ -18,11 +18,11 @@ from poc.backends import OnnxRuntimeBackend
 
 # The stage modules (one per stage or part of one) and the drivers that exist to run stages.
 STAGES = {"preprocess", "calib_data", "export", "calibrate", "qdq", "fidelity", "quantize", "compile", "runner",
-          "scoring"}
+          "scoring", "report"}
 DRIVERS = {"benchmark", "cpu_rates", "layer_profile", "summary", "demo_model", "bench_stages", "sample", "clean"}
 # Who may import which stage: the quantize stage drives its three parts; drivers drive stages.
 ALLOWED = {"quantize": {"calibrate", "qdq", "fidelity"}, "qdq": {"calibrate"},
-           "benchmark": {"compile", "runner"}, "bench_stages": {"preprocess", "scoring"}, "demo_model": {"export"}}
+           "benchmark": {"compile", "runner"}, "bench_stages": {"preprocess", "scoring", "report"}, "demo_model": {"export"}}
 
 
 def _poc_imports(module: str) -> set[str]:
