@@ -33,6 +33,12 @@ def pytest_collection_modifyitems(config, items):
         source = inspect.getsource(item.function) if hasattr(item, "function") else ""
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or any(s in source for s in STARTS_A_PROCESS):
             item.add_marker(pytest.mark.slow)
+        # `make test` spreads the tests over one worker per core (pytest-xdist, --dist loadgroup): the tests that
+        # share a module's fixture stay on one worker, so the fixture is built once; every other test goes wherever
+        # a worker is free.
+        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        if any(d.scope == "module" for fixture_defs in defs.values() for d in fixture_defs):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 def run_script(args, cwd, env=None, check=True):
