@@ -8,9 +8,9 @@ from pathlib import Path
 
 from poc import config, profiles
 from poc.calib_data import create_quant_data, create_quant_data_pets, default_source
-from poc.errors import run_main
-from poc.progress import Log
-from poc.quant_cfg import parse_quant_cfg
+from poc.formats.quant_cfg import parse_quant_cfg
+from poc.shared.errors import run_main
+from poc.shared.progress import Log
 
 
 def main():

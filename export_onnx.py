@@ -11,8 +11,6 @@ import argparse
 from pathlib import Path
 
 from poc import config, profiles
-from poc.checkpoint import TRUST_FLAG, build_model
-from poc.errors import run_main
 from poc.export import (
     ExportError,
     build_pruned,
@@ -23,9 +21,12 @@ from poc.export import (
     random_model,
     require_checkpoint,
 )
-from poc.ms_lite import read_ms
-from poc.ms_onnx import to_onnx
-from poc.progress import Log
+from poc.formats.ms_lite import read_ms
+from poc.formats.ms_lite_onnx import to_onnx
+from poc.formats.pth import TRUST_FLAG
+from poc.models.mmcls_resnet import build_model
+from poc.shared.errors import run_main
+from poc.shared.progress import Log
 
 
 def main():

@@ -5,9 +5,9 @@
 """
 import argparse
 
-from poc.errors import run_main
-from poc.progress import Log
 from poc.scoring import postprocess
+from poc.shared.errors import run_main
+from poc.shared.progress import Log
 
 
 def main():

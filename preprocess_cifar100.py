@@ -6,9 +6,9 @@
 import argparse
 
 from poc import config, profiles
-from poc.errors import run_main
 from poc.preprocess import preprocess
-from poc.progress import Log
+from poc.shared.errors import run_main
+from poc.shared.progress import Log
 
 
 def main():

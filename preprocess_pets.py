@@ -8,9 +8,9 @@ bins, a label file (label = CLASS-ID - 1) and PNGs. The normalisation is AIPP's 
 import argparse
 
 from poc import config, profiles
-from poc.errors import run_main
 from poc.preprocess import preprocess_pets
-from poc.progress import Log
+from poc.shared.errors import run_main
+from poc.shared.progress import Log
 
 PETS = "ms-resnet50-0.65x-pets"
 

@@ -8,9 +8,9 @@ import argparse
 from pathlib import Path
 
 from poc import config, profiles
-from poc.errors import run_main
-from poc.progress import Log
 from poc.report import Inputs, write_report
+from poc.shared.errors import run_main
+from poc.shared.progress import Log
 
 
 def main():

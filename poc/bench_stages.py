@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import atomic_file, run_main
-from .files import format_txt
-from .preprocess import preprocess
-from .profiles import get as get_profile
-from .progress import Log
-from .report import Inputs, write_report
-from .sample import write_demo_dataset
-from .scoring import postprocess
+from poc.demo.datasets import write_demo_dataset
+from poc.preprocess import preprocess
+from poc.profiles import get as get_profile
+from poc.report import Inputs, write_report
+from poc.scoring import postprocess
+from poc.shared.aisbench import format_txt
+from poc.shared.errors import atomic_file, run_main
+from poc.shared.progress import Log
 
 
 def main(argv=None) -> int:

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ascend, profiles, runner
-from .backends import backend_for, cpuinfo, input_spec, native_bf16, same_source
-from .compile import ENGINE_SUFFIX, ENGINES, compile_cpu
-from .config import (
+from poc import profiles, runner
+from poc.compile import ENGINE_SUFFIX, ENGINES, compile_cpu
+from poc.config import (
     AIPP_CFG,
     BATCH_SIZE,
     BENCH_DIR,
@@ -36,12 +35,14 @@ from .config import (
     QUANT_SAVE_PATH,
     compiled_model,
 )
-from .cpu_rates import macs_per_image, probes
-from .errors import InputError, atomic_file, run_main
-from .layer_profile import print_profile
-from .layer_profile import profile as profile_layers
-from .progress import Log
-from .runner import RunOptions
+from poc.engines.backends import backend_for, cpuinfo, input_spec, native_bf16, same_source
+from poc.perf.cpu_rates import macs_per_image, probes
+from poc.perf.layer_profile import print_profile
+from poc.perf.layer_profile import profile as profile_layers
+from poc.runner import RunOptions
+from poc.shared import ascend
+from poc.shared.errors import InputError, atomic_file, run_main
+from poc.shared.progress import Log
 
 
 def row(st: dict, batch: int, rounds: list[float] | None = None) -> dict:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import cifar
-from .config import BATCH_SIZE, CALIB_OWNED, MEAN_RGB_255, STD_RGB_255
-from .errors import InputError, OutputSet
-from .files import normalise, spread_sample
-from .progress import Log
+from poc.config import BATCH_SIZE, CALIB_OWNED, MEAN_RGB_255, STD_RGB_255
+from poc.formats import cifar
+from poc.shared.bins import normalise, spread_sample
+from poc.shared.errors import InputError, OutputSet
+from poc.shared.progress import Log
 
 
 def default_source(cifar_dir, profile=None) -> Path:
@@ -62,7 +62,7 @@ def create_quant_data_pets(src_dir, split: str, save_path, batch_size: int = BAT
     """The same for Oxford-IIIT Pet: images of ``annotations/{split}`` through the eval transform (224x224)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from . import pets
+    from poc.formats import pets
     log = log or Log(stage="calib-data")
     src_dir = Path(src_dir)
     outputs = OutputSet({"--save_path": save_path}, {"--src_path": src_dir})

@@ -14,7 +14,7 @@ import re
 import shutil
 from pathlib import Path
 
-from . import config, profiles
+from poc import config, profiles
 
 DEVICE_DIR = re.compile(r"device[0-9]+")
 DEVICE_SUMMARY = re.compile(rf"device[0-9]+{re.escape(config.SUMMARY_SUFFIX)}")
@@ -112,5 +112,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from .errors import run_main
+    from poc.shared.errors import run_main
     run_main(main)

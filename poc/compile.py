@@ -17,10 +17,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from . import ascend, profiles
-from .aipp import Aipp, fold_into_model, parse_aipp
-from .backends import PRECISION_KEY, OnnxRuntimeBackend, amx_int8, load_onnx, native_bf16
-from .config import (
+from poc import profiles
+from poc.config import (
     AIPP_CFG,
     COMPILED_INT8,
     CPU_QUANTIZER_KEY,
@@ -29,9 +27,12 @@ from .config import (
     QUANT_SAVE_PATH,
     SOURCE_KEY,
 )
-from .errors import InputError, OutputSet, StageError, first_line, run_main
-from .progress import Log
-from .small_maps import lay_batch_along_width
+from poc.engines.backends import PRECISION_KEY, OnnxRuntimeBackend, amx_int8, load_onnx, native_bf16
+from poc.engines.wide_conv import lay_batch_along_width
+from poc.formats.aipp import Aipp, fold_into_model, parse_aipp
+from poc.shared import ascend
+from poc.shared.errors import InputError, OutputSet, StageError, first_line, run_main
+from poc.shared.progress import Log
 
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 ENGINES = ("onnxruntime", "openvino")

@@ -14,15 +14,13 @@ import importlib.util
 import json
 import os
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
 
-from .backends import OnnxRuntimeBackend
-from .config import (
+from poc.config import (
     IMAGE_CHANNELS,
     IMAGE_HW,
     INPUT_NAME,
@@ -32,9 +30,11 @@ from .config import (
     SOURCE_KEY,
     STD_RGB_255,
 )
-from .errors import InputError, StageError, atomic_path, first_line
-from .model import ImageClassifier
-from .progress import Log
+from poc.engines.backends import OnnxRuntimeBackend
+from poc.models.mmcls_resnet import ImageClassifier
+from poc.models.torch_onnx import torchscript_export
+from poc.shared.errors import InputError, StageError, atomic_path, first_line
+from poc.shared.progress import Log
 
 PARITY_TOLERANCE = 1e-4
 DYNAMIC_AXES = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch"}}
@@ -69,18 +69,6 @@ def choose_exporter(requested: str, log: Log) -> str:
         return chosen
     log(f"exporter: {requested}")
     return requested
-
-
-def torchscript_export(module: torch.nn.Module, f, opset: int, output_name: str, dynamic_axes: dict,
-                       hw: int = IMAGE_HW) -> None:
-    """The TorchScript exporter (``dynamo=False``): it, not the dynamo one, reproduces mmdeploy's opset-11 graph."""
-    module.eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice: chosen on purpose
-        torch.onnx.export(module, torch.zeros(1, IMAGE_CHANNELS, hw, hw), f, dynamo=False, opset_version=opset,
-                          export_params=True, do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL,
-                          keep_initializers_as_inputs=False, input_names=[INPUT_NAME], output_names=[output_name],
-                          dynamic_axes=dynamic_axes)
 
 
 def export_native(model: ImageClassifier, path) -> None:
@@ -223,7 +211,7 @@ def sha256_of(*paths) -> str:
 
 def published_verdict(path) -> str:
     """Whether ``path`` is byte for byte a published asset (by its sha256)."""
-    from .config import PUBLISHED_ASSETS_SHA256
+    from poc.config import PUBLISHED_ASSETS_SHA256
     digest = sha256_of(path)
     if digest in PUBLISHED_ASSETS_SHA256.values():
         name = next(k for k, v in PUBLISHED_ASSETS_SHA256.items() if v == digest)
@@ -236,8 +224,8 @@ def export_ms(ms_path, out_path, log: Log | None = None, samples: int = 2, seed:
     """A MindSpore Lite model as ``end2end.onnx``: read (bounds-checked), translated, checked with the ONNX checker
     and verified against the reader's own op-by-op numpy run (max |diff| <= PARITY_TOLERANCE) before it appears.
     An input larger than ``max_hw`` (the profile's) is refused before anything is allocated."""
-    from .ms_lite import ends_in_softmax, read_ms
-    from .ms_onnx import evaluate, to_onnx
+    from poc.formats.ms_lite import ends_in_softmax, read_ms
+    from poc.formats.ms_lite_onnx import evaluate, to_onnx
     log = log or Log(stage="export")
     graph = read_ms(ms_path)
     log(f"{ms_path}: MindSpore Lite ({graph.identifier or 'no identifier'}, {graph.version or 'no version'}), "
@@ -286,8 +274,8 @@ FOLD_TOLERANCE = 1e-5
 def build_pruned(ckpt_path, index_path, log: Log):
     """The pruned network with the checkpoint's weights (MindSpore's names mapped); keys that are no network
     parameters (optimizer moments, learning_rate, global_step, ...) are counted and left."""
-    from .ms_checkpoint import read_ckpt
-    from .pruned_resnet import PrunedResNet50, ms_name, read_index
+    from poc.formats.ms_ckpt import read_ckpt
+    from poc.models.pruned_resnet import PrunedResNet50, ms_name, read_index
     ckpt = read_ckpt(ckpt_path)
     index = read_index(index_path)
     log(f"{ckpt_path}: {len(ckpt.params)} tensors (CRC {ckpt.crc}); {published_verdict(ckpt_path)}")
@@ -321,7 +309,7 @@ def build_pruned(ckpt_path, index_path, log: Log):
 def export_pruned(ckpt_path, index_path, out_path, hw: int, log: Log | None = None, mean=None, std=None) -> Path:
     """The checkpoint as ``end2end.onnx``: the scatter folded into conv3/bn3 (checked against the scattered
     network), exported, checked, compared with PyTorch."""
-    from .pruned_resnet import fold_scatter
+    from poc.models.pruned_resnet import fold_scatter
     log = log or Log(stage="export")
     model = build_pruned(ckpt_path, index_path, log)
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, IMAGE_CHANNELS, hw, hw)).astype(np.float32))

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from . import cifar
-from .config import BIN_OWNED, PIC_OWNED
-from .errors import InputError, OutputSet
-from .files import class_names_path, class_names_text
-from .progress import Log
+from poc.config import BIN_OWNED, PIC_OWNED
+from poc.formats import cifar
+from poc.shared.bins import class_names_path, class_names_text
+from poc.shared.errors import InputError, OutputSet
+from poc.shared.progress import Log
 
 
 def preprocess(src_path, bin_path, label_path, pic_path=None, limit=None, log: Log | None = None) -> int:
@@ -62,7 +62,7 @@ def preprocess_pets(src_dir, split: str, bin_path, label_path, pic_path=None, li
     with its name, or with ``skip_bad`` is left out (and counted)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from . import pets
+    from poc.formats import pets
     log = log or Log(stage="preprocess")
     start = time.perf_counter()
     src_dir = Path(src_dir)

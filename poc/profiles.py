@@ -7,8 +7,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import config
-from .errors import InputError
+from poc import config
+from poc.shared.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,7 +87,7 @@ DEFAULT = "mmcls-resnet50-cifar100"
 PROFILES = {p.name: p for p in (
     Profile(DEFAULT, "ResNet50_mmlab_for_pytorch_for_POC (mmcls ResNet_CIFAR-50, CIFAR-100)", "cifar100",
             config.CIFAR100_DIR, config.DEMO_DATA_DIR, "test", "train", config.IMAGE_HW, 100, config.MEAN_RGB_255,
-            config.STD_RGB_255, "mmcls_resnet_cifar", "poc.model", "pth", ".", "resnet50",
+            config.STD_RGB_255, "mmcls_resnet_cifar", "poc.models.mmcls_resnet", "pth", ".", "resnet50",
             published={"FP32 (mmcls)": 79.90, "FP16 on the 310P3": config.PUBLISHED_310P3["fp16"]["top1"],
                        "INT8 on the 310P3": config.PUBLISHED_310P3["int8"]["top1"]},
             published_npu=config.PUBLISHED_310P3, demo_weights=Path(config.DEMO_CHECKPOINT).name),
@@ -95,13 +95,13 @@ PROFILES = {p.name: p for p in (
             "cifar10", "./cifar-10-batches-py", "./demo-data/cifar-10-batches-py", "test_batch", "data_batch_1", 32, 10,
             tuple(255 * m for m in (0.49139968, 0.48215827, 0.44653124)),  # the authors' dataloader, RGB
             tuple(255 * s for s in (0.24703233, 0.24348505, 0.26158768)),
-            "plain_resnet50", "poc.plain_resnet", "ms", "profiles/ms-resnet50-plain-cifar10", "resnet50_plain_cifar10",
+            "plain_resnet50", "poc.models.plain_resnet", "ms", "profiles/ms-resnet50-plain-cifar10", "resnet50_plain_cifar10",
             published={"FP32 (MindSpore Lite, model card)": 94.46}, assets=("residual_distill_res50_cifar10_bs_1_update.ms",),
             demo_weights="demo_resnet50_plain_cifar10.ms", workdir="./ms-resnet50-plain-cifar10"),
     Profile("ms-resnet50-0.65x-pets", "ResNet50-0.65x (SCOP-pruned ResNet-50, Oxford-IIIT Pet)", "pets",
             "./oxford-iiit-pet", "./demo-data/oxford-iiit-pet", "test.txt", "trainval.txt", 224, 37,
             tuple(255 * m for m in (0.485, 0.456, 0.406)), tuple(255 * s for s in (0.229, 0.224, 0.225)),
-            "pruned_resnet50", "poc.pruned_resnet", "ckpt", "profiles/ms-resnet50-0.65x-pets", "resnet50_pruned_pets",
+            "pruned_resnet50", "poc.models.pruned_resnet", "ckpt", "profiles/ms-resnet50-0.65x-pets", "resnet50_pruned_pets",
             published={"FP32 (MindSpore, model card)": 80.24}, assets=("resnet50-pet-0.65x-80.24.ckpt",),
             index="profiles/ms-resnet50-0.65x-pets/index.txt", demo_weights="demo_resnet50_pruned_pets.ckpt",
             workdir="./ms-resnet50-0.65x-pets"),
@@ -150,5 +150,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from .errors import run_main
+    from poc.shared.errors import run_main
     run_main(main)

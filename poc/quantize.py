@@ -16,10 +16,8 @@ from pathlib import Path
 
 import onnx
 
-from . import ascend, profiles
-from .backends import same_source
-from .calibrate import ifmr_ranges, read_calibration_bins
-from .config import (
+from poc import profiles
+from poc.config import (
     BIN_DIR,
     CALIB_DIR,
     DEPLOY_SUFFIX,
@@ -32,12 +30,15 @@ from .config import (
     QUANT_SAVE_PATH,
     REPORT_SUFFIX,
 )
-from .errors import InputError, OutputSet, atomic_file, run_main
-from .fidelity import compare, eval_set, predict, sensitivity
-from .files import read_image_bins
-from .progress import Log
-from .qdq import METHODS, QUANT_OP_TYPES, QdqSettings, excluded_nodes, prepare_float_model, write_qdq
-from .quant_cfg import QuantConfig, describe, parse_quant_cfg
+from poc.engines.backends import same_source
+from poc.formats.quant_cfg import QuantConfig, describe, parse_quant_cfg
+from poc.int8.calibrate import ifmr_ranges, read_calibration_bins
+from poc.int8.fidelity import compare, eval_set, predict, sensitivity
+from poc.int8.qdq import METHODS, QUANT_OP_TYPES, QdqSettings, excluded_nodes, prepare_float_model, write_qdq
+from poc.shared import ascend
+from poc.shared.bins import read_image_bins
+from poc.shared.errors import InputError, OutputSet, atomic_file, run_main
+from poc.shared.progress import Log
 
 
 @dataclass

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import InputError, OutputSet, read_regular
-from .files import LabelledOutputs, class_names_for, read_labelled_outputs, read_text_file
-from .progress import Log
+from poc.shared.aisbench import LabelledOutputs, read_labelled_outputs
+from poc.shared.bins import class_names_for, read_text_file
+from poc.shared.errors import InputError, OutputSet, read_regular
+from poc.shared.progress import Log
 
 MAX_JSON_BYTES = 64 << 20  # benchmark.json with its sweep is well under a megabyte
 THUMB = 64  # thumbnail side in pixels (a 32x32 CIFAR image is shown at twice its size, pixelated)

@@ -29,11 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ascend
-from .config import OUTPUT_OWNED, SUMMARY_SUFFIX
-from .errors import InputError, OutputSet, ToolError, first_line, run_main, signals_deferred
-from .files import OUTFMTS, format_txt, load_npy, natural_key, read_small_file, write_file, write_output
-from .progress import Log
+from poc.config import OUTPUT_OWNED, SUMMARY_SUFFIX
+from poc.shared import ascend
+from poc.shared.aisbench import OUTFMTS, format_txt, load_npy, read_small_file, write_file, write_output
+from poc.shared.bins import natural_key
+from poc.shared.errors import InputError, OutputSet, ToolError, first_line, run_main, signals_deferred
+from poc.shared.progress import Log
 
 PREFETCH_BATCHES = 4
 SWITCH_INTERVAL_S = 0.0002
@@ -364,7 +365,7 @@ def print_summary(summary: dict, batch: int, display_all: bool = False) -> None:
 def run(opts: RunOptions, log: Log, show_summary: bool = True, ready=None) -> dict:
     """Plan, read ahead, infer, write, summarise; returns the summary (what ``{dirname}_summary.json`` holds).
     ``ready()``, when given, is called after the warm-up and before the timed run (the workers' start line)."""
-    from .backends import backend_for, input_spec
+    from poc.engines.backends import backend_for, input_spec
     opts.validate()
     backend = backend_for(opts.model).load(opts.model, opts.threads)
     spec = input_spec(backend, opts.model, opts.batchsize)
@@ -526,7 +527,7 @@ def run_devices(opts: RunOptions, log: Log) -> float:
     interrupt reaches every worker once, and each removes its temporaries before the parent exits."""
     import multiprocessing
 
-    from .backends import backend_for, input_spec
+    from poc.engines.backends import backend_for, input_spec
     opts.validate()
     devices = opts.devices
     spec = input_spec(backend_for(opts.model).load(opts.model, 1), opts.model, opts.batchsize)

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import OutputSet
-from .files import class_names_for, read_labelled_outputs
-from .progress import Log
+from poc.shared.aisbench import read_labelled_outputs
+from poc.shared.bins import class_names_for
+from poc.shared.errors import OutputSet
+from poc.shared.progress import Log
 
 TITLE = "Overall statistical evaluation"
 

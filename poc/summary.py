@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import profiles
-from .backends import backend_for, same_source
-from .config import (
+from poc import profiles
+from poc.config import (
     DST_BF16,
     DST_FP32,
     DST_INT8,
@@ -22,9 +21,10 @@ from .config import (
     SUMMARY_SUFFIX,
     compiled_model,
 )
-from .errors import run_main
-from .files import agreement, find_outputs, read_output_vector
-from .progress import versus
+from poc.engines.backends import backend_for, same_source
+from poc.shared.aisbench import agreement, find_outputs, read_output_vector
+from poc.shared.errors import run_main
+from poc.shared.progress import versus
 
 
 def _load(path) -> dict | None:

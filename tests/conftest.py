@@ -11,7 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from poc import cifar, sample  # noqa: E402
+from poc.demo import datasets  # noqa: E402
+from poc.formats import cifar  # noqa: E402
 
 # `make test-quick` leaves out the slow tests: those marked @pytest.mark.slow, every test that needs one of these
 # session fixtures (each builds a demo model or a ResNet-50), and every test that starts another process (below).
@@ -73,7 +74,7 @@ def cifar100(tmp_path):
 def demo_data(tmp_path_factory):
     """The built-in demo set, small: 6 train and 3 test images per class."""
     out = tmp_path_factory.mktemp("demo") / "cifar-100-python"
-    sample.write_demo_dataset(out, train_per_class=6, test_per_class=3, seed=1, log=lambda *_: None)
+    datasets.write_demo_dataset(out, train_per_class=6, test_per_class=3, seed=1, log=lambda *_: None)
     return out
 
 
@@ -98,8 +99,8 @@ def demo_workdir(tmp_path_factory, demo_data):
     models/demo.pth (the demo checkpoint) and models/end2end.onnx; plus quant.cfg and aipp.conf copies."""
     import shutil
 
-    from poc.demo_model import make_demo_model
-    from poc.progress import Log
+    from poc.demo.weights import make_demo_model
+    from poc.shared.progress import Log
     work = tmp_path_factory.mktemp("work")
     run_script(["preprocess_cifar100.py", "--src_path", str(demo_data / "test"), "--no_pic", "--quiet"], cwd=work)
     (work / "quant.cfg").write_text((ROOT / "quant.cfg").read_text().replace("batch_num: 8", "batch_num: 2"))

@@ -8,10 +8,11 @@ import pytest
 from conftest import ROOT, CodeRunningPayload, dump_pickle, run_script, write_cifar100
 from PIL import Image
 
-from poc import cifar, config
-from poc.errors import InputError
-from poc.files import normalise, spread_sample
-from poc.progress import Log
+from poc import config
+from poc.formats import cifar
+from poc.shared.bins import normalise, spread_sample
+from poc.shared.errors import InputError
+from poc.shared.progress import Log
 
 
 def _pickle_rows(path):
@@ -230,9 +231,9 @@ def test_normalise_constants_live_in_config():
 # --- demo data set --------------------------------------------------------------------------------------
 
 def test_demo_dataset_format_and_determinism(tmp_path):
-    from poc import sample
-    a = sample.write_demo_dataset(tmp_path / "a", 2, 1, seed=7, log=lambda *_: None)
-    b = sample.write_demo_dataset(tmp_path / "b", 2, 1, seed=7, log=lambda *_: None)
+    from poc.demo import datasets
+    a = datasets.write_demo_dataset(tmp_path / "a", 2, 1, seed=7, log=lambda *_: None)
+    b = datasets.write_demo_dataset(tmp_path / "b", 2, 1, seed=7, log=lambda *_: None)
     for name in ("train", "test", "meta"):
         assert (a / name).read_bytes() == (b / name).read_bytes()
     train = cifar.load_split(a / "train")
@@ -260,11 +261,11 @@ def test_sample_module_help():
 
 
 def test_demo_dataset_failure_leaves_no_partial_folder(tmp_path, monkeypatch):
-    from poc import sample
+    from poc.demo import datasets
 
     def fail(*a, **k):
         raise OSError("disk full")
-    monkeypatch.setattr(sample.cifar, "write_meta", fail)
+    monkeypatch.setattr(datasets.cifar, "write_meta", fail)
     with pytest.raises(OSError):
-        sample.write_demo_dataset(tmp_path / "demo", 1, 1, log=lambda *_: None)
+        datasets.write_demo_dataset(tmp_path / "demo", 1, 1, log=lambda *_: None)
     assert list(tmp_path.iterdir()) == []  # neither train/test without meta nor a temporary folder

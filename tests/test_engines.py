@@ -10,10 +10,10 @@ import onnx
 import pytest
 from conftest import ROOT, env_with_path, fake_tool, identity_model, run_script, tool_calls
 
-from poc.aipp import parse_aipp
-from poc.backends import PRECISION_KEY, OnnxRuntimeBackend, OpenVinoBackend, native_bf16
 from poc.compile import compile_cpu
-from poc.progress import Log
+from poc.engines.backends import PRECISION_KEY, OnnxRuntimeBackend, OpenVinoBackend, native_bf16
+from poc.formats.aipp import parse_aipp
+from poc.shared.progress import Log
 
 CPU = {"POC_BACKEND": "cpu"}
 
@@ -198,7 +198,7 @@ def test_batch_split_over_streams(tmp_path, batch, cores, want):
     """A batch goes to one stream per core in slices of MIN_STREAM_BATCH or more that divide it exactly."""
     import openvino as ov
 
-    from poc.backends import MIN_STREAM_BATCH, batch_streams
+    from poc.engines.backends import MIN_STREAM_BATCH, batch_streams
     assert MIN_STREAM_BATCH == 8  # the cases below are written for it
     onnx.save(_small_conv_model(batch), str(tmp_path / "m.onnx"))
     assert batch_streams(ov.Core().read_model(str(tmp_path / "m.onnx")), cores) == want
@@ -207,7 +207,7 @@ def test_batch_split_over_streams(tmp_path, batch, cores, want):
 def test_a_model_whose_batch_cannot_be_split_runs_whole(tmp_path):
     import openvino as ov
 
-    from poc.backends import batch_streams
+    from poc.engines.backends import batch_streams
     for name, model in (("nobatch", _small_conv_model(24, out_batch_dim=False)),
                         ("fixed", _small_conv_model(24, fixed_reshape=True))):
         onnx.save(model, str(tmp_path / f"{name}.onnx"))
@@ -239,7 +239,7 @@ def test_streams_give_the_outputs_of_one_stream(both_engines, monkeypatch):
 def test_layer_profile_of_both_engines(both_engines, demo_workdir, tmp_path):
     """Every convolution of the compiled models is found in the float source and gets a multiply-add rate; the layer
     times add up to the batch's."""
-    from poc.layer_profile import profile, source_convs
+    from poc.perf.layer_profile import profile, source_convs
     _, models = both_engines
     source = demo_workdir / "models" / "end2end.onnx"
     convs = source_convs(source, 32)
@@ -267,7 +267,7 @@ def test_ctrl_c_after_models_come_and_go_is_an_interrupt_not_a_crash(both_engine
     _, models = both_engines
     script = (
         "import gc, os, signal, sys, time, numpy as np\n"
-        "from poc.backends import OpenVinoBackend\n"
+        "from poc.engines.backends import OpenVinoBackend\n"
         "first, second = (OpenVinoBackend().load(sys.argv[1]) for _ in range(2))\n"
         "[m.predict({'input': np.zeros((24, 32, 32, 3), np.uint8)}) for m in (first, second)]\n"
         "del first; gc.collect(); del second; gc.collect()\n"  # dropped in the order they came, not the reverse
@@ -417,11 +417,11 @@ def test_in_flight_times_batches_by_when_the_engine_finished_them(monkeypatch):
 def test_two_batches_in_flight_keep_outputs_with_their_inputs(tmp_path, monkeypatch):
     """With an engine that runs two batches at once, every output file still holds its own input's result, each run
     of each batch (--loop 2) gets a compute time, and no more than two batches are ever outstanding."""
-    import poc.backends
+    import poc.engines.backends
     from poc import runner
-    from poc.files import format_txt
+    from poc.shared.aisbench import format_txt
     engine = _RecordingEngine()
-    monkeypatch.setattr(poc.backends, "backend_for", lambda _model: engine)
+    monkeypatch.setattr(poc.engines.backends, "backend_for", lambda _model: engine)
     data = tmp_path / "bins"
     data.mkdir()
     values = {f"img{i}": np.array([i, -i / 3], np.float32) for i in range(10)}  # 10 files: batches of 4, 4, 2+2 pad
@@ -495,7 +495,7 @@ def _with_batch(model, batch):
 def test_batch_along_the_width_is_exact_and_leaves_the_batch_free():
     """Only the plain 3x3 convolutions with 4x4 outputs are rewritten (one strided, one not); the outputs equal the
     original's to float rounding, also at a batch other than the one the rewrite saw."""
-    from poc.small_maps import lay_batch_along_width
+    from poc.engines.wide_conv import lay_batch_along_width
     wide, changed = lay_batch_along_width(_small_maps_model(5))
     assert changed == 2
     assert sorted(n.name for n in wide.graph.node if n.op_type == "Conv") == ["a", "b", "c", "d", "e"]

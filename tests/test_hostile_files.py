@@ -18,10 +18,10 @@ import pytest
 from conftest import ROOT, tiny_classifier_onnx, tiny_model, write_bins, write_cifar100
 from onnx import TensorProto, helper
 
-from poc.errors import OutputSet
-from poc.ms_checkpoint import write_ckpt
-from poc.ms_lite import LiteGraph, LiteNode, LiteTensor, read_ms, write_ms
-from poc.ms_onnx import from_onnx
+from poc.formats.ms_ckpt import write_ckpt
+from poc.formats.ms_lite import LiteGraph, LiteNode, LiteTensor, read_ms, write_ms
+from poc.formats.ms_lite_onnx import from_onnx
+from poc.shared.errors import OutputSet
 
 PLAIN, PETS = "ms-resnet50-plain-cifar10", "ms-resnet50-0.65x-pets"
 
@@ -114,7 +114,7 @@ def test_a_long_chain_in_reverse_order_sorts_in_linear_time(tmp_path):
 
 
 def test_ckpt_dims_that_overflow_or_disagree_with_the_content(tmp_path):
-    from poc.ms_checkpoint import _Checkpoint
+    from poc.formats.ms_ckpt import _Checkpoint
     msg = _Checkpoint()
     value = msg.value.add(tag="conv1.weight")
     # dims whose int64 product wraps around to 1 (274177 x 67280421310721 = 2**64 + 1): 4 bytes would "fit" them
@@ -310,7 +310,7 @@ def test_a_label_of_two_to_the_seventy(tmp_path):
 def test_a_zero_class_head(tmp_path):
     import torch
 
-    from poc.model import ImageClassifier
+    from poc.models.mmcls_resnet import ImageClassifier
     sd = ImageClassifier(100).state_dict()
     sd["head.fc.weight"], sd["head.fc.bias"] = torch.zeros(0, 2048), torch.zeros(0)
     torch.save({"state_dict": sd}, tmp_path / "zero.pth")
@@ -393,6 +393,6 @@ def test_an_interrupt_during_a_multi_device_run(tmp_path, engine, sig, target):
 
 def test_the_fixtures_differ_from_valid_files():
     """The faults above are faults in otherwise valid files: the tiny graph itself translates."""
-    from poc.ms_onnx import to_onnx
+    from poc.formats.ms_lite_onnx import to_onnx
     graph = copy.deepcopy(_tiny_lite())
     assert to_onnx(graph).graph.output[0].name == "output"

@@ -10,11 +10,11 @@ import pytest
 import torch
 from conftest import ROOT, fake_ais_bench, run_script, tiny_model, write_bins
 
-from poc.checkpoint import build_model
-from poc.errors import InputError
-from poc.files import normalise
-from poc.progress import Log
+from poc.models.mmcls_resnet import build_model
 from poc.scoring import result_json, worst_classes
+from poc.shared.bins import normalise
+from poc.shared.errors import InputError
+from poc.shared.progress import Log
 
 TXT_LINE = re.compile(r"^(-?\d+\.\d{6} ){100}\n$")
 
@@ -433,7 +433,7 @@ def test_benchmark_recompiles_sweep_models_when_the_source_changes(demo_workdir,
 
 
 def test_int8_against_fp32_says_which_way_in_words():
-    from poc.progress import versus
+    from poc.shared.progress import versus
     assert versus(94.75, 95.0) == "94.75 % vs 95.00 %: 0.25 points lower"
     assert versus(95.2, 95.0) == "95.20 % vs 95.00 %: 0.20 points higher"
     assert versus(95.0, 95.0) == "95.00 % vs 95.00 %: the same"
@@ -462,8 +462,8 @@ def test_pipeline_checks_a_given_checkpoint_before_its_first_stage(tmp_path, cif
 
 
 def test_export_check_reads_the_weights_and_writes_nothing(tmp_path):
-    from poc.checkpoint import save_checkpoint
-    from poc.model import ImageClassifier
+    from poc.formats.pth import save_checkpoint
+    from poc.models.mmcls_resnet import ImageClassifier
     save_checkpoint(ImageClassifier(10), tmp_path / "m.pth")
     proc = run_script(["export_onnx.py", "--checkpoint", "m.pth", "--check"], cwd=tmp_path)
     assert "m.pth: read and checked (10 classes)" in proc.stdout and not (tmp_path / "models").exists()

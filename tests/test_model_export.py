@@ -9,11 +9,10 @@ import pytest
 import torch
 from conftest import ROOT, CodeRunningPayload, run_script
 
-from poc import cifar
-from poc.checkpoint import build_model
-from poc.errors import InputError
 from poc.export import mmdeploy_available, random_model
-from poc.model import ImageClassifier
+from poc.formats import cifar
+from poc.models.mmcls_resnet import ImageClassifier, build_model
+from poc.shared.errors import InputError
 
 KEYS_FIXTURE = ROOT / "tests" / "fixtures" / "mmcls_resnet50_cifar100_keys.txt"
 
@@ -225,7 +224,7 @@ def test_demo_checkpoint_classifies_demo_data(demo_data, demo_workdir):
     model, meta = build_model(demo_workdir / "models" / "demo.pth", log=lambda *_: None)  # loads weights-only
     assert meta["source"] == "poc.demo_model" and len(meta["CLASSES"]) == 100
     test = cifar.load_split(demo_data / "test")
-    from poc.files import normalise
+    from poc.shared.bins import normalise
     with torch.no_grad():
         probs = model(torch.from_numpy(normalise(test.chw()))).numpy()
     assert abs((probs.argmax(1) == test.labels).mean() * 100 - acc) < 1e-6
@@ -241,8 +240,8 @@ def test_export_help(args, tmp_path):
 
 
 def test_demo_checkpoint_reused_only_for_its_own_data(demo_data, demo_workdir, tmp_path):
-    from poc.demo_model import is_up_to_date
-    from poc.sample import write_demo_dataset
+    from poc.demo.datasets import write_demo_dataset
+    from poc.demo.weights import is_up_to_date
     ckpt = demo_workdir / "models" / "demo.pth"
     assert is_up_to_date(demo_data, ckpt)
     other = write_demo_dataset(tmp_path / "other", 1, 1, seed=9, log=lambda *_: None)

@@ -8,9 +8,9 @@ import pytest
 import torch
 from conftest import ROOT, run_script
 
-from poc.errors import InputError
-from poc.ms_checkpoint import read_ckpt, write_ckpt
-from poc.pruned_resnet import PrunedResNet50, fold_scatter, ms_name, pruned_widths, read_index
+from poc.formats.ms_ckpt import read_ckpt, write_ckpt
+from poc.models.pruned_resnet import PrunedResNet50, fold_scatter, ms_name, pruned_widths, read_index
+from poc.shared.errors import InputError
 
 INDEX = ROOT / "profiles" / "ms-resnet50-0.65x-pets" / "index.txt"
 PETS = "ms-resnet50-0.65x-pets"
@@ -34,7 +34,7 @@ def test_ckpt_round_trip(tmp_path, version):
 
 
 def test_bfloat16_values_read_as_float32(tmp_path):
-    from poc.ms_checkpoint import _Checkpoint
+    from poc.formats.ms_ckpt import _Checkpoint
     x = np.array([1.5, -2.25, 3.0], np.float32)
     msg = _Checkpoint()
     v = msg.value.add(tag="w")
@@ -66,7 +66,7 @@ def test_ckpt_faults_are_one_line(tmp_path, case, message):
     if case == "empty":
         path.write_bytes(b"")
     if case in ("unknown_dtype", "size_mismatch"):
-        from poc.ms_checkpoint import _Checkpoint
+        from poc.formats.ms_ckpt import _Checkpoint
         msg = _Checkpoint()
         v = msg.value.add(tag="w")
         v.tensor.dims.extend([4, 4])
@@ -144,7 +144,7 @@ def test_export_of_a_pets_checkpoint(pets_checkpoint, tmp_path):
     m = onnx.load(str(tmp_path / PETS / "models" / "end2end.onnx"))
     assert "ScatterND" not in {n.op_type for n in m.graph.node}
     assert [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")] == [11]
-    from poc.backends import OnnxRuntimeBackend
+    from poc.engines.backends import OnnxRuntimeBackend
     x = np.random.default_rng(1).standard_normal((2, 3, 96, 96)).astype(np.float32)
     got = OnnxRuntimeBackend().load(tmp_path / PETS / "models" / "end2end.onnx").predict({"input": x})[0]
     with torch.no_grad():

@@ -14,12 +14,12 @@ import torch
 from conftest import run_script, tiny_classifier_onnx
 from onnx import TensorProto, helper
 
-from poc import ms_lite
-from poc.backends import OnnxRuntimeBackend
-from poc.export import torchscript_export
-from poc.ms_lite import read_ms, write_ms
-from poc.ms_onnx import evaluate, from_onnx, to_onnx
-from poc.plain_resnet import PlainResNet50
+from poc.engines.backends import OnnxRuntimeBackend
+from poc.formats import ms_lite
+from poc.formats.ms_lite import read_ms, write_ms
+from poc.formats.ms_lite_onnx import evaluate, from_onnx, to_onnx
+from poc.models.plain_resnet import PlainResNet50
+from poc.models.torch_onnx import torchscript_export
 
 
 def _one_line_exit_2(proc, *needles):
@@ -211,7 +211,7 @@ def test_malformed_ms_files_are_one_line(tiny, tmp_path, monkeypatch, case, mess
 
 def test_garbage_never_crashes_the_reader(tmp_path):
     """Random corruptions of a valid file: every outcome is a graph or one InputError, never another exception."""
-    from poc.errors import InputError
+    from poc.shared.errors import InputError
     rng = np.random.default_rng(0)
     graph = from_onnx(
         helper.make_model(helper.make_graph([helper.make_node("Relu", ["input"], ["logits"])], "g",

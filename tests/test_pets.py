@@ -7,8 +7,8 @@ import pytest
 from conftest import run_script
 from PIL import Image
 
-from poc import pets
-from poc.errors import InputError
+from poc.formats import pets
+from poc.shared.errors import InputError
 
 
 def _rule(img: Image.Image) -> np.ndarray:

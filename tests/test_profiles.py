@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from conftest import ROOT, run_script, write_cifar100
 
-from poc import cifar, profiles
-from poc.aipp import parse_aipp
-from poc.quant_cfg import parse_quant_cfg
+from poc import profiles
+from poc.formats import cifar
+from poc.formats.aipp import parse_aipp
+from poc.formats.quant_cfg import parse_quant_cfg
 
 PLAIN = "ms-resnet50-plain-cifar10"
 
@@ -63,7 +64,7 @@ def test_cifar10_demo_set_and_profile_defaults(tmp_path):
     run_script(["create_quant_data.py", "--profile", PLAIN, "--batch_num", "1", "--quiet"], cwd=tmp_path)
     batch = np.fromfile(tmp_path / PLAIN / "amct_bin_data" / "calib_0000.bin", "<f4").reshape(24, 3, 32, 32)
     train = cifar.load_split(tmp_path / "cifar-10-batches-py" / "data_batch_1")
-    from poc.files import spread_sample
+    from poc.shared.bins import spread_sample
     idx = spread_sample(train.labels, 24, 0)
     p = profiles.get(PLAIN)
     want = (train.chw(idx).astype(np.float64) - np.reshape(p.mean_rgb_255, (1, 3, 1, 1))) \

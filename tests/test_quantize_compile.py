@@ -10,11 +10,11 @@ import pytest
 from conftest import ROOT, env_with_path, fake_tool, run_script, tool_calls
 
 from poc import config
-from poc.aipp import parse_aipp
-from poc.calibrate import histogram, ifmr_range
-from poc.errors import InputError
-from poc.files import normalise
-from poc.quant_cfg import QuantConfig, parse_quant_cfg
+from poc.formats.aipp import parse_aipp
+from poc.formats.quant_cfg import QuantConfig, parse_quant_cfg
+from poc.int8.calibrate import histogram, ifmr_range
+from poc.shared.bins import normalise
+from poc.shared.errors import InputError
 
 CPU = {"POC_BACKEND": "cpu"}
 
@@ -100,8 +100,8 @@ def test_ifmr_clips_outliers_and_searches_the_clip():
 def test_calibration_histogram_bins_as_numpy_does(monkeypatch):
     """The calibration's chunked float32 histogram: np.histogram's counts, bar values within float32 rounding of a
     bin edge; the top edge lands in the last bin, and the chunks add up."""
-    import poc.calibrate
-    monkeypatch.setattr(poc.calibrate, "HIST_CHUNK", 1000)  # many chunks, the last one short
+    import poc.int8.calibrate
+    monkeypatch.setattr(poc.int8.calibrate, "HIST_CHUNK", 1000)  # many chunks, the last one short
     rng = np.random.default_rng(3)
     values = np.maximum(rng.normal(0.5, 2.0, (7, 3, 31, 29)), 0).astype(np.float32)  # a ReLU output
     values.flat[17] = values.max() + 1.5  # the top edge itself
@@ -473,7 +473,7 @@ def test_sensitivity_table(demo_workdir, tmp_path):
     head), each group's model quantizes that group's nodes and nothing else, and the figures are sane."""
     import onnx as onnx_
 
-    from poc.fidelity import layer_groups
+    from poc.int8.fidelity import layer_groups
     cfg = tmp_path / "q.cfg"
     cfg.write_text("batch_num: 1\n")
     proc = run_script(["quantize.sh", "--model", str(demo_workdir / "models/end2end.onnx"), "--save_path", "q",
@@ -489,15 +489,15 @@ def test_sensitivity_table(demo_workdir, tmp_path):
         assert r["images"] == 48 and 0.9 < r["mean_cosine"] <= 1.0 + 1e-6 and 0 <= r["top1_agreement"] <= 100
     assert "layer3" in proc.stdout and "top-1 agree" in proc.stdout
     # structure: a group's model has Q/DQ only around that group's nodes
-    from poc.qdq import QdqSettings, prepare_float_model, write_qdq
+    from poc.int8.qdq import QdqSettings, prepare_float_model, write_qdq
     prepared = prepare_float_model(demo_workdir / "models/end2end.onnx", tmp_path)
-    from poc.model import CONV_GROUPS
+    from poc.models.mmcls_resnet import CONV_GROUPS
     groups = layer_groups(onnx_.load(str(prepared)), CONV_GROUPS)
     assert "/neck/GlobalAveragePool" in groups["head"] and "/head/fc/Gemm" in groups["head"]
     ranges = {}
-    from poc.calibrate import ifmr_ranges, read_calibration_bins
-    from poc.progress import Log
-    from poc.qdq import QUANT_OP_TYPES
+    from poc.int8.calibrate import ifmr_ranges, read_calibration_bins
+    from poc.int8.qdq import QUANT_OP_TYPES
+    from poc.shared.progress import Log
     batches = read_calibration_bins(demo_workdir / "amct_bin_data", [24, 3, 32, 32], "float32", 1)
     ranges = ifmr_ranges(onnx_.load(str(prepared)), batches, QUANT_OP_TYPES, QuantConfig(), Log(True))
     out = write_qdq(prepared, tmp_path / "l2.onnx", QdqSettings(True, True, "ifmr", (), tuple(groups["layer2"])),
@@ -523,7 +523,7 @@ def test_other_calibration_methods(demo_workdir, tmp_path, method):
 
 
 def test_eval_images_natural_order_labels_and_bad_size(tmp_path):
-    from poc.files import read_image_bins as load_eval_images
+    from poc.shared.bins import read_image_bins as load_eval_images
     images = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
     for i, img in enumerate(images):
         (tmp_path / f"img{i}.bin").write_bytes(img.tobytes())
@@ -557,8 +557,8 @@ def test_layer_groups_of_every_profile_come_from_its_model_module(profile_name, 
     import torch
 
     from poc import profiles
-    from poc.export import torchscript_export
-    from poc.fidelity import GROUPS, layer_groups
+    from poc.int8.fidelity import GROUPS, layer_groups
+    from poc.models.torch_onnx import torchscript_export
     profile = profiles.get(profile_name)
     facts = importlib.import_module(profile.model_module)
     torch.manual_seed(0)
@@ -572,8 +572,8 @@ def test_layer_groups_of_every_profile_come_from_its_model_module(profile_name, 
     torchscript_export(net.eval(), buf, 11, "output", {"input": {0: "batch"}})
     model = onnx.load_from_string(buf.getvalue())
     if profile.arch == "plain_resnet50":  # its end2end.onnx is the translation of the .ms file
-        from poc.ms_lite import read_ms, write_ms
-        from poc.ms_onnx import from_onnx, to_onnx
+        from poc.formats.ms_lite import read_ms, write_ms
+        from poc.formats.ms_lite_onnx import from_onnx, to_onnx
         model = to_onnx(read_ms(write_ms(from_onnx(model, "1.1", "matmul", order="bfs"), tmp_path / "m.ms")))
         assert all(n.name.split("_")[0] == n.op_type for n in model.graph.node)  # Conv_12: nothing about stages
     groups = layer_groups(model, facts.CONV_GROUPS)

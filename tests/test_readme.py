@@ -108,7 +108,7 @@ def test_readme_profile_walkthroughs_run_literally(tmp_path, profile_name, start
     else:  # the demo .ckpt in MindSpore's layout, and the Pet images through MindSpore's resize arithmetic
         from test_pets import _rule
 
-        from poc.ms_checkpoint import read_ckpt
+        from poc.formats.ms_ckpt import read_ckpt
         ck = read_ckpt(clone / profile.demo_checkpoint)
         assert len(ck.params) == 267 and ck.params["layer1.0.conv3.weight"].shape == (167, 42, 1, 1)
         with Image.open(clone / profile.demo_data_dir / "images" / "Abyssinian_7.jpg") as img:  # 320x465: 256x371

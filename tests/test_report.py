@@ -15,11 +15,11 @@ from conftest import run_script
 from PIL import Image
 
 from poc import profiles
-from poc.errors import InputError
-from poc.files import format_txt
-from poc.progress import Log
 from poc.report import Inputs, write_report
 from poc.scoring import postprocess
+from poc.shared.aisbench import format_txt
+from poc.shared.errors import InputError
+from poc.shared.progress import Log
 
 
 def _run_folder(work: Path, profile, n: int = 40, seed: int = 0, pics: bool = True) -> Inputs:

@@ -14,8 +14,9 @@ import pytest
 import torch
 from conftest import ROOT, fake_ais_bench, run_script, tiny_model, write_bins, write_cifar100
 
-from poc.errors import InputError, OutputSet
-from poc.files import format_txt, natural_key, read_labels
+from poc.shared.aisbench import format_txt
+from poc.shared.bins import natural_key, read_labels
+from poc.shared.errors import InputError, OutputSet
 
 
 def _one_line_exit_2(proc, *needles):
@@ -176,7 +177,7 @@ def test_unknown_codec_in_a_pickle(tmp_path):
 
 @pytest.mark.parametrize("case", ["nan_conv", "inf_bias"])
 def test_non_finite_weights_are_refused_and_nothing_is_written(tmp_path, case):
-    from poc.model import ImageClassifier
+    from poc.models.mmcls_resnet import ImageClassifier
     sd = ImageClassifier(100).state_dict()
     if case == "nan_conv":
         sd["backbone.layer2.0.conv2.weight"][0, 0, 0, 0] = float("nan")
@@ -209,7 +210,7 @@ def test_aipp_values_that_cannot_normalise_are_refused_with_their_line(tmp_path,
     conf.write_text("\n".join(lines) + "\n")
     expect_line = next(i for i, ln in enumerate(lines, 1) if ln.strip().startswith(key + ":"))
     with pytest.raises(InputError, match=rf"line {expect_line}: {field} "):
-        from poc.aipp import parse_aipp
+        from poc.formats.aipp import parse_aipp
         parse_aipp(conf)
 
 
@@ -336,7 +337,7 @@ def test_txt_outputs_are_printf_exact_on_every_path():
     for a in cases:
         assert format_txt(a) == printf(a), a
     assert format_txt(softmax[:1]).count(b" ") == 100 and len(format_txt(softmax[:1])) == 901
-    from poc.files import _txt_of_digits  # the digit path is the one taken for a softmax, and only where it may be
+    from poc.shared.aisbench import _txt_of_digits  # the digit path is the one taken for a softmax, and only where it may be
     assert _txt_of_digits(softmax) is not None and _txt_of_digits(near_halves.reshape(-1, 3)) is None
     assert _txt_of_digits(np.array([[0.5, -0.0]], np.float32)) is None
 

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -13,51 +14,75 @@ import pytest
 from conftest import ROOT, fake_ais_bench, identity_model, run_script, tiny_model
 
 from poc import config
-from poc.aipp import fold_into_model, parse_aipp
-from poc.backends import OnnxRuntimeBackend
+from poc.engines.backends import OnnxRuntimeBackend
+from poc.formats.aipp import fold_into_model, parse_aipp
 
-# The stage modules (one per stage or part of one) and the drivers that exist to run stages.
-STAGES = {"preprocess", "calib_data", "export", "calibrate", "qdq", "fidelity", "quantize", "compile", "runner",
-          "scoring", "report"}
-DRIVERS = {"benchmark", "cpu_rates", "layer_profile", "summary", "demo_model", "bench_stages", "sample", "clean"}
-# Who may import which stage: the quantize stage drives its three parts; drivers drive stages.
-ALLOWED = {"quantize": {"calibrate", "qdq", "fidelity"}, "qdq": {"calibrate"},
-           "benchmark": {"compile", "runner"}, "bench_stages": {"preprocess", "scoring", "report"}, "demo_model": {"export"}}
+# The tree is the map: poc/ holds the stage fronts (and config and profiles, the facts every layer reads); beneath it
+# one folder per kind, each kind importing only its own kind and the kinds below it. The order, lowest first:
+LAYERS = ("config", "shared", "profiles", "formats", "models", "engines", "int8", "perf|demo", "fronts")
+FACTS = {"config", "profiles"}
+# The only fronts that drive other fronts: the benchmark compiles and runs; make bench times three stages.
+FRONTS_DRIVEN = {"benchmark": {"compile", "runner"}, "bench_stages": {"preprocess", "scoring", "report"}}
 
 
-def _poc_imports(module: str) -> set[str]:
-    tree = ast.parse((ROOT / "poc" / f"{module}.py").read_text())
+def _kind(dotted: str) -> str:
+    """``poc.formats.cifar`` -> formats; ``poc.config`` -> config; ``poc.runner`` -> fronts."""
+    parts = dotted.split(".")
+    if len(parts) >= 3:
+        return parts[1]
+    return parts[1] if parts[1] in FACTS else "fronts"
+
+
+def _level(kind: str) -> int:
+    return next(i for i, layer in enumerate(LAYERS) if kind in layer.split("|"))
+
+
+def _modules() -> dict[str, Path]:
+    """{dotted name: file} of every module in poc/."""
+    return {".".join(("poc", *p.relative_to(ROOT / "poc").with_suffix("").parts)): p
+            for p in (ROOT / "poc").rglob("*.py") if p.name != "__init__.py"}
+
+
+def _imports(path: Path, modules) -> set[str]:
+    """The poc modules a file imports (``from poc.x import y`` where y is a module counts as poc.x.y)."""
     found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                found.add(node.module.split(".")[0])
-            else:
-                found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("poc."):
-            found.add(node.module.split(".")[1])
-    return found
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "poc":
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                found.add(sub if sub in modules else node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("poc."))
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            raise AssertionError(f"{path}: a relative import (the layering reads absolute poc.* imports)")
+    return found & set(modules)
 
 
-def test_modules_are_all_classified():
-    shared = {"config", "profiles", "errors", "progress", "files", "backends", "ascend", "prototext", "quant_cfg",
-              "aipp", "cifar", "pets", "checkpoint", "ms_lite", "ms_onnx", "ms_checkpoint", "model", "plain_resnet",
-              "pruned_resnet", "small_maps"}
-    modules = {p.stem for p in (ROOT / "poc").glob("*.py")} - {"__init__"}
-    assert modules == shared | STAGES | DRIVERS
+def test_every_folder_of_poc_is_a_kind():
+    folders = {p.name for p in (ROOT / "poc").iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders == {k for layer in LAYERS[1:-1] for k in layer.split("|")} - FACTS
 
 
-@pytest.mark.parametrize("module", sorted(STAGES | DRIVERS))
-def test_no_stage_imports_another_stage_for_a_helper(module):
-    stages_used = _poc_imports(module) & STAGES - {module}
-    assert stages_used <= ALLOWED.get(module, set()), f"poc/{module}.py imports stages {stages_used}"
+@pytest.mark.parametrize("module", sorted(_modules()))
+def test_each_kind_imports_only_its_own_and_the_kinds_below(module):
+    modules = _modules()
+    kind = _kind(module)
+    for used in _imports(modules[module], modules):
+        used_kind = _kind(used)
+        if used_kind == "fronts" and kind == "fronts":  # a stage never imports another stage
+            assert used.split(".")[-1] in FRONTS_DRIVEN.get(module.split(".")[-1], set()), f"{module} imports {used}"
+        else:
+            assert used_kind == kind or _level(used_kind) < _level(kind), f"{module} ({kind}) imports {used} ({used_kind})"
 
 
-def test_shared_layer_imports_no_stage():
-    for module in ("config", "profiles", "errors", "progress", "files", "backends", "ascend", "prototext", "quant_cfg",
-                   "aipp", "cifar", "pets", "checkpoint", "ms_lite", "ms_onnx", "ms_checkpoint", "model", "plain_resnet",
-                   "pruned_resnet"):
-        assert not _poc_imports(module) & (STAGES | DRIVERS), module
+def test_the_readme_code_map_is_the_tree():
+    """Every module of poc/ is in the README's "Where the code is" table, and everything the table names exists."""
+    import re
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Where the code is"):readme.index("## Disk space")]
+    named = set(re.findall(r"`(poc/[a-z0-9_/]+\.py)`", table))
+    on_disk = {str(p.relative_to(ROOT)) for p in _modules().values()}
+    assert named == on_disk, (sorted(on_disk - named), sorted(named - on_disk))
 
 
 def test_om_path_imports_neither_onnxruntime_nor_torch(tmp_path):
@@ -220,7 +245,7 @@ def test_aipp_fold_equals_the_reference_with_crop_and_swap(tmp_path, crop, swap)
 # --- quant.cfg: nothing silently ignored -------------------------------------------------------------------------
 
 def test_quant_cfg_fields_the_fallback_cannot_honour_are_logged(tmp_path):
-    from poc.quant_cfg import describe, parse_quant_cfg
+    from poc.formats.quant_cfg import describe, parse_quant_cfg
     p = tmp_path / "q.cfg"
     p.write_text('batch_num: 1\nskip_fusion_layers: "/backbone/conv1/Conv"\n'
                  'common_config { ifmr_quantize { asymmetric: false } }\n')
@@ -277,9 +302,9 @@ def test_the_source_of_a_model_travels_from_export_through_quantize_and_compile(
     the OpenVINO IR carry it on."""
     import hashlib
 
-    from poc.backends import model_source
     from poc.compile import compile_cpu
-    from poc.progress import Log
+    from poc.engines.backends import model_source
+    from poc.shared.progress import Log
     want = hashlib.sha256((demo_workdir / "models" / "demo.pth").read_bytes()).hexdigest()
     assert model_source(demo_workdir / "models" / "end2end.onnx") == want
     run_script(["quantize.sh", "--model", str(demo_workdir / "models/end2end.onnx"), "--save_path", "q",
@@ -294,7 +319,7 @@ def test_the_source_of_a_model_travels_from_export_through_quantize_and_compile(
 
 
 def test_models_of_two_networks_are_not_combined(tmp_path):
-    from poc.backends import same_source
+    from poc.engines.backends import same_source
     a = _with_source(tiny_model(tmp_path / "a.onnx"), "a" * 64)
     b = _with_source(tiny_model(tmp_path / "b.onnx"), "b" * 64)
     same_source({"A": a, "A again": a, "unknown": tiny_model(tmp_path / "c.onnx"), "missing": tmp_path / "none"})

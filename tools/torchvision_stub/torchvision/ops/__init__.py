@@ -1,1 +1,1 @@
-from . import boxes  # noqa: F401
+from poc import boxes  # noqa: F401

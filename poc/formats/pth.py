@@ -1,4 +1,5 @@
-"""Load an mmcls / mmpretrain checkpoint into the plain-PyTorch model, without running code from it."""
+"""mmcls / mmpretrain ``.pth`` checkpoints: read without running code from them (the pickles inside are checked
+first), their state dict found, and written back in the same layout."""
 from __future__ import annotations
 
 import pickle
@@ -7,9 +8,8 @@ from pathlib import Path
 
 import torch
 
-from .cifar import check_opcodes
-from .errors import InputError, atomic_path, first_line, regular_file
-from .model import ImageClassifier
+from poc.formats.cifar import check_opcodes
+from poc.shared.errors import InputError, atomic_path, first_line, regular_file
 
 TRUST_FLAG = "--trust_checkpoint"
 
@@ -72,42 +72,12 @@ def extract_state_dict(path, obj) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def _some(names, k: int = 5) -> str:
+def some_names(names, k: int = 5) -> str:
     names = sorted(names)
     return ", ".join(names[:k]) + (f" ... (+{len(names) - k} more)" if len(names) > k else "")
 
 
-def build_model(path, trust: bool = False, softmax: bool = True, log=print) -> tuple[ImageClassifier, dict]:
-    """The model with the checkpoint's weights loaded strictly; also returns the checkpoint's ``meta``."""
-    obj = read_checkpoint(path, trust, log)
-    state = extract_state_dict(path, obj)
-    fc = state.get("head.fc.weight")
-    if fc is None or fc.ndim != 2:
-        raise InputError(path, "no 2-D 'head.fc.weight': not an mmcls ResNet classifier checkpoint")
-    if fc.shape[0] < 2:
-        raise InputError(path, f"'head.fc.weight' {list(fc.shape)}: a classifier has at least 2 classes")
-    model = ImageClassifier(num_classes=int(fc.shape[0]), softmax=softmax)
-    expected = model.state_dict()
-    missing = set(expected) - set(state)
-    unexpected = set(state) - set(expected)
-    mismatched = [f"{k} {list(state[k].shape)} != {list(v.shape)}" for k, v in expected.items()
-                  if k in state and state[k].shape != v.shape]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys: {_some(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys: {_some(unexpected)}")
-    if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatches: {_some(mismatched, 3)}")
-    if problems:
-        raise InputError(path, "does not fit mmcls ResNet_CIFAR-50: " + "; ".join(problems))
-    model.load_state_dict(state, strict=True)
-    model.eval()
-    meta = obj.get("meta", {}) if isinstance(obj.get("meta", {}), dict) else {}
-    return model, meta
-
-
-def save_checkpoint(model: ImageClassifier, path, meta: dict | None = None) -> None:
+def save_checkpoint(model: torch.nn.Module, path, meta: dict | None = None) -> None:
     """Write the mmcls layout: {'meta': ..., 'state_dict': ...}, loadable with weights_only=True."""
     with atomic_path(path) as tmp:
         torch.save({"meta": dict(meta or {}), "state_dict": model.state_dict()}, tmp)

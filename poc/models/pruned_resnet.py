@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import InputError
-from .files import read_text_file
+from poc.shared.bins import read_text_file
+from poc.shared.errors import InputError
 
 STAGE_BLOCKS = (3, 4, 6, 3)
 STAGE_WIDTHS = (64, 128, 256, 512)

@@ -16,9 +16,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .errors import InputError
-from .prototext import F as _F
-from .prototext import message_class, parse_file
+from poc.shared.errors import InputError
+from poc.shared.prototext import F as _F
+from poc.shared.prototext import message_class, parse_file
 
 INPUT_FORMATS = ("UNDEFINED", "YUV420SP_U8", "XRGB8888_U8", "RGB888_U8", "YUV400_U8", "NC1HWC0DI_FP16",
                  "NC1HWC0DI_S8", "ARGB8888_U8", "YUYV_U8", "YUV422SP_U8", "AYUV444_U8", "RAW10", "RAW12",

@@ -16,11 +16,11 @@ import onnx
 import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader
 
-from .backends import OnnxRuntimeBackend
-from .config import INPUT_NAME
-from .errors import InputError
-from .progress import Log
-from .quant_cfg import QuantConfig
+from poc.config import INPUT_NAME
+from poc.engines.backends import OnnxRuntimeBackend
+from poc.formats.quant_cfg import QuantConfig
+from poc.shared.errors import InputError
+from poc.shared.progress import Log
 
 HIST_BINS = 2048
 HIST_CHUNK = 1 << 20  # values binned at a time: the float32 and index buffers stay in the core's cache

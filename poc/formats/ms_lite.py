@@ -3,7 +3,7 @@
 The file is untrusted: every offset and length is checked against the buffer before it is followed, and anything
 the reader does not handle (an unknown primitive, a field value it cannot translate, quantized tensors, the Lite
 >= 1.2 schema ``MSL2``) is an error that names it, rather than a guess. What a file holds comes back as plain data
-(``LiteGraph``: tensors with their numpy data, nodes with their primitive's fields), which ``poc.ms_onnx``
+(``LiteGraph``: tensors with their numpy data, nodes with their primitive's fields), which ``poc.formats.ms_lite_onnx``
 translates to ONNX and evaluates op by op.
 
 Slot numbers are the schema's field indices (``mindspore/lite/schema/model.fbs`` and ``ops.fbs`` at v1.0.0 /
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, read_regular
+from poc.shared.errors import InputError, read_regular
 
 MAX_FILE_BYTES = 1 << 30
 MAX_ITEMS = 1 << 24  # any vector longer than this in a model file is a corrupt length
@@ -341,7 +341,7 @@ def write_ms(graph: LiteGraph, path, identifier: bool | None = None) -> Path:
     graph says ``MSL1``."""
     import flatbuffers
 
-    from .errors import atomic_file
+    from poc.shared.errors import atomic_file
     b = flatbuffers.Builder(1 << 20)
     tensor_offsets = []
     for t in graph.tensors:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .errors import InputError
-from .prototext import F, message_class, parse_file
+from poc.shared.errors import InputError
+from poc.shared.prototext import F, message_class, parse_file
 
 _OPT, _REP = F.LABEL_OPTIONAL, F.LABEL_REPEATED
 _SCHEMA = {  # message: [(field, type, label, message type)]

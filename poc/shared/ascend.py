@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 
-from .errors import InputError, ToolError
+from poc.shared.errors import InputError, ToolError
 
 BACKEND_ENV = "POC_BACKEND"
 

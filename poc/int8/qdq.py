@@ -17,12 +17,12 @@ from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, 
 from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from .backends import load_onnx
-from .calibrate import BatchReader, Ranges
-from .config import CPU_QUANTIZER_KEY
-from .errors import InputError
-from .progress import Log
-from .quant_cfg import QuantConfig
+from poc.config import CPU_QUANTIZER_KEY
+from poc.engines.backends import load_onnx
+from poc.formats.quant_cfg import QuantConfig
+from poc.int8.calibrate import BatchReader, Ranges
+from poc.shared.errors import InputError
+from poc.shared.progress import Log
 
 QDQ_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (the axis attribute) needs opset 13
 # Ops quantized on the CPU. Softmax stays float: uint8 probabilities would lose everything below 1/255.

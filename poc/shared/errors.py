@@ -13,7 +13,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .config import EXIT_BAD_INPUT
+from poc.config import EXIT_BAD_INPUT
 
 
 class InputError(Exception):

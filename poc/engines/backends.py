@@ -16,8 +16,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from .config import SOURCE_KEY
-from .errors import InputError, regular_file
+from poc.config import SOURCE_KEY
+from poc.shared.errors import InputError, regular_file
 
 
 def load_onnx(path, load_external_data: bool = True) -> onnx.ModelProto:

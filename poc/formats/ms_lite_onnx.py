@@ -1,4 +1,4 @@
-"""MindSpore Lite graphs (``poc.ms_lite``) to the ``end2end.onnx`` contract, an independent op-by-op numpy run of
+"""MindSpore Lite graphs (``poc.formats.ms_lite``) to the ``end2end.onnx`` contract, an independent op-by-op numpy run of
 the Lite graph (what the translation is verified against), and, for tests and the demo, the other direction as the
 Lite 1.0 / 1.1 converters did it from an ONNX export (``MODELS.md``: BN folded into the convolutions, ReLU fused
 where the converter fuses it, KHWC weights, an NHWC input, format nodes of either generation, either head form).
@@ -17,9 +17,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .config import INPUT_NAME, ONNX_OPSET, OUTPUT_NAME
-from .errors import InputError
-from .ms_lite import (
+from poc.config import INPUT_NAME, ONNX_OPSET, OUTPUT_NAME
+from poc.formats.ms_lite import (
     NO_ACTIVATION,
     PRIMITIVE_TYPES,
     PRIMITIVES,
@@ -32,6 +31,7 @@ from .ms_lite import (
     ends_in_softmax,
     topological_order,
 )
+from poc.shared.errors import InputError
 
 NHWC_TO_NCHW, NCHW_TO_NHWC = [0, 3, 1, 2], [0, 2, 3, 1]
 _ACTIVATIONS = {NO_ACTIVATION: None, RELU: "Relu", RELU6: "Relu6", SIGMOID: "Sigmoid"}

@@ -8,8 +8,8 @@ from pathlib import Path
 from google.protobuf import descriptor_pb2, descriptor_pool, text_format
 from google.protobuf.message_factory import GetMessageClass
 
-from .errors import InputError
-from .files import read_text_file
+from poc.shared.bins import read_text_file
+from poc.shared.errors import InputError
 
 F = descriptor_pb2.FieldDescriptorProto
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import IMAGE_BYTES, IMAGE_CHANNELS, IMAGE_HW
-from .errors import InputError, atomic_file, read_regular
+from poc.config import IMAGE_BYTES, IMAGE_CHANNELS, IMAGE_HW
+from poc.shared.errors import InputError, atomic_file, read_regular
 
 # (module, name) pairs a CIFAR pickle may reference; numpy 2 moved numpy.core to numpy._core.
 _ALLOWED_GLOBALS = {

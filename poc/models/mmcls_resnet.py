@@ -8,6 +8,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from poc.formats.pth import extract_state_dict, read_checkpoint, some_names
+from poc.shared.errors import InputError
+
 STAGE_BLOCKS = (3, 4, 6, 3)  # depth 50
 STAGE_WIDTHS = (64, 128, 256, 512)
 EXPANSION = 4
@@ -97,3 +100,33 @@ class ImageClassifier(nn.Module):
 def residual_gain_bns(model: ImageClassifier):
     """The last BN of every residual branch (bn3), whose gamma sets the branch's gain."""
     return [m.bn3 for name, m in model.backbone.named_modules() if isinstance(m, Bottleneck)]
+
+
+def build_model(path, trust: bool = False, softmax: bool = True, log=print) -> tuple[ImageClassifier, dict]:
+    """The model with the checkpoint's weights loaded strictly; also returns the checkpoint's ``meta``."""
+    obj = read_checkpoint(path, trust, log)
+    state = extract_state_dict(path, obj)
+    fc = state.get("head.fc.weight")
+    if fc is None or fc.ndim != 2:
+        raise InputError(path, "no 2-D 'head.fc.weight': not an mmcls ResNet classifier checkpoint")
+    if fc.shape[0] < 2:
+        raise InputError(path, f"'head.fc.weight' {list(fc.shape)}: a classifier has at least 2 classes")
+    model = ImageClassifier(num_classes=int(fc.shape[0]), softmax=softmax)
+    expected = model.state_dict()
+    missing = set(expected) - set(state)
+    unexpected = set(state) - set(expected)
+    mismatched = [f"{k} {list(state[k].shape)} != {list(v.shape)}" for k, v in expected.items()
+                  if k in state and state[k].shape != v.shape]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys: {some_names(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys: {some_names(unexpected)}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches: {some_names(mismatched, 3)}")
+    if problems:
+        raise InputError(path, "does not fit mmcls ResNet_CIFAR-50: " + "; ".join(problems))
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    meta = obj.get("meta", {}) if isinstance(obj.get("meta", {}), dict) else {}
+    return model, meta

@@ -16,11 +16,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from .backends import OnnxRuntimeBackend
-from .config import BATCH_SIZE
-from .errors import StageError
-from .files import agreement, normalise
-from .progress import Log, versus
+from poc.config import BATCH_SIZE
+from poc.engines.backends import OnnxRuntimeBackend
+from poc.shared.aisbench import agreement
+from poc.shared.bins import normalise
+from poc.shared.errors import StageError
+from poc.shared.progress import Log, versus
 
 GROUPS = ("stem", "layer1", "layer2", "layer3", "layer4", "head")
 
