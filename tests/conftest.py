@@ -30,16 +30,20 @@ STARTS_A_PROCESS = ("run_script(", "subprocess.", "_run(", "Popen(")
 
 def pytest_collection_modifyitems(config, items):
     import inspect
+    # `make test` spreads the tests over one worker per core (pytest-xdist, --dist loadgroup). A module whose tests
+    # share a module-scoped fixture goes to one worker whole, so the fixture is built once there (a worker that ran
+    # another module's test between two of them would tear it down and build it again); every other test goes
+    # wherever a worker is free.
+    shared_fixture_modules = {item.module.__name__ for item in items
+                              if any(d.scope == "module" for defs in getattr(getattr(item, "_fixtureinfo", None),
+                                                                             "name2fixturedefs", {}).values()
+                                     for d in defs)}
     for item in items:
+        if item.module.__name__ in shared_fixture_modules:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
         source = inspect.getsource(item.function) if hasattr(item, "function") else ""
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or any(s in source for s in STARTS_A_PROCESS):
             item.add_marker(pytest.mark.slow)
-        # `make test` spreads the tests over one worker per core (pytest-xdist, --dist loadgroup): the tests that
-        # share a module's fixture stay on one worker, so the fixture is built once; every other test goes wherever
-        # a worker is free.
-        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
-        if any(d.scope == "module" for fixture_defs in defs.values() for d in fixture_defs):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 def run_script(args, cwd, env=None, check=True):
