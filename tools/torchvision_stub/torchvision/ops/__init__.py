@@ -1,1 +1,1 @@
-from poc import boxes  # noqa: F401
+from . import boxes  # noqa: F401

@@ -1,5 +1,6 @@
-from poc import functional, transforms  # noqa: F401
-from poc.transforms import InterpolationMode  # noqa: F401
 from torchvision._stand_in import missing
+
+from . import functional, transforms  # noqa: F401
+from .transforms import InterpolationMode  # noqa: F401
 
 __getattr__ = missing(__name__)
