@@ -27,13 +27,13 @@ $(STAMP): requirements.txt requirements-dev.txt | $(PY)
 
 venv: $(STAMP)
 
-# One worker per core; the tests that share a module's fixture on one worker (tests/conftest.py).
+# One worker per core, a test file per worker at a time (a file's fixtures are built once, on its worker).
 test: $(STAMP)
-	$(PY) -m pytest -q -n auto --dist loadgroup tests
+	$(PY) -m pytest -q -n auto --dist loadfile tests
 
 # The edit-test loop: the tests that start no other process and build no demo model (conftest.py says which).
 test-quick: $(STAMP)
-	$(PY) -m pytest -q -n auto --dist loadgroup -m "not slow" tests
+	$(PY) -m pytest -q -n auto --dist loadfile -m "not slow" tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -30,17 +30,7 @@ STARTS_A_PROCESS = ("run_script(", "subprocess.", "_run(", "Popen(")
 
 def pytest_collection_modifyitems(config, items):
     import inspect
-    # `make test` spreads the tests over one worker per core (pytest-xdist, --dist loadgroup). A module whose tests
-    # share a module-scoped fixture goes to one worker whole, so the fixture is built once there (a worker that ran
-    # another module's test between two of them would tear it down and build it again); every other test goes
-    # wherever a worker is free.
-    shared_fixture_modules = {item.module.__name__ for item in items
-                              if any(d.scope == "module" for defs in getattr(getattr(item, "_fixtureinfo", None),
-                                                                             "name2fixturedefs", {}).values()
-                                     for d in defs)}
     for item in items:
-        if item.module.__name__ in shared_fixture_modules:
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
         source = inspect.getsource(item.function) if hasattr(item, "function") else ""
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or any(s in source for s in STARTS_A_PROCESS):
             item.add_marker(pytest.mark.slow)
@@ -74,12 +64,27 @@ def cifar100(tmp_path):
     return write_cifar100(tmp_path / "cifar-100-python", n_test=50, n_train=200)
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """``build(folder)`` into ``{basetemp}/{name}`` once per test process, and the folder. A pytest-xdist worker tears
+    its fixtures down (session ones too) whenever its queue of tests runs dry, and would build an expensive one
+    again for the next test that needs it; on disk it survives that."""
+    import shutil
+    folder = tmp_path_factory.getbasetemp() / name
+    done = folder.with_name(f"{name}.built")  # beside it: a test may list the folder
+    if not done.is_file():
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        build(folder)
+        done.write_text("")
+    return folder
+
+
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory):
     """The built-in demo set, small: 6 train and 3 test images per class."""
-    out = tmp_path_factory.mktemp("demo") / "cifar-100-python"
-    datasets.write_demo_dataset(out, train_per_class=6, test_per_class=3, seed=1, log=lambda *_: None)
-    return out
+    return built_once(tmp_path_factory, "demo", lambda d: datasets.write_demo_dataset(
+        d / "cifar-100-python", train_per_class=6, test_per_class=3, seed=1, log=lambda *_: None)) / "cifar-100-python"
 
 
 class CodeRunningPayload:
@@ -101,19 +106,19 @@ def dump_pickle(path: Path, obj, protocol=2):
 def demo_workdir(tmp_path_factory, demo_data):
     """A work folder after stages 1-3 on the small demo set: bin_data/, img_label.txt, amct_bin_data/ (2 batches),
     models/demo.pth (the demo checkpoint) and models/end2end.onnx; plus quant.cfg and aipp.conf copies."""
-    import shutil
+    def build(work):
+        import shutil
 
-    from poc.demo.weights import make_demo_model
-    from poc.shared.progress import Log
-    work = tmp_path_factory.mktemp("work")
-    run_script(["preprocess_cifar100.py", "--src_path", str(demo_data / "test"), "--no_pic", "--quiet"], cwd=work)
-    (work / "quant.cfg").write_text((ROOT / "quant.cfg").read_text().replace("batch_num: 8", "batch_num: 2"))
-    shutil.copy(ROOT / "aipp.conf", work / "aipp.conf")
-    run_script(["create_quant_data.py", "--src_path", str(demo_data / "train"), "--quiet"], cwd=work)
-    acc = make_demo_model(demo_data, work / "models" / "demo.pth", seed=0, bn_images=128, log=Log(True))
-    run_script(["export_onnx.py", "--checkpoint", "models/demo.pth", "--quiet"], cwd=work)
-    (work / "demo_fp32_top1.txt").write_text(f"{acc}\n")
-    return work
+        from poc.demo.weights import make_demo_model
+        from poc.shared.progress import Log
+        run_script(["preprocess_cifar100.py", "--src_path", str(demo_data / "test"), "--no_pic", "--quiet"], cwd=work)
+        (work / "quant.cfg").write_text((ROOT / "quant.cfg").read_text().replace("batch_num: 8", "batch_num: 2"))
+        shutil.copy(ROOT / "aipp.conf", work / "aipp.conf")
+        run_script(["create_quant_data.py", "--src_path", str(demo_data / "train"), "--quiet"], cwd=work)
+        acc = make_demo_model(demo_data, work / "models" / "demo.pth", seed=0, bn_images=128, log=Log(True))
+        run_script(["export_onnx.py", "--checkpoint", "models/demo.pth", "--quiet"], cwd=work)
+        (work / "demo_fp32_top1.txt").write_text(f"{acc}\n")
+    return built_once(tmp_path_factory, "work", build)
 
 
 def fake_tool(bin_dir: Path, name: str, body: str) -> Path:

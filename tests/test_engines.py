@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import onnx
 import pytest
-from conftest import ROOT, env_with_path, fake_tool, identity_model, run_script, tool_calls
+from conftest import ROOT, built_once, env_with_path, fake_tool, identity_model, run_script, tool_calls
 
 from poc.compile import compile_cpu
 from poc.engines.backends import PRECISION_KEY, OnnxRuntimeBackend, OpenVinoBackend, native_bf16
@@ -27,21 +27,22 @@ def _outputs(folder):
 def both_engines(demo_workdir, tmp_path_factory):
     """FP32 and INT8 compiled by both engines, and their outputs over the demo bins."""
     work = demo_workdir
-    out = tmp_path_factory.mktemp("engines")
-    if not (work / "models" / "resnet50_quant_deploy_model.onnx").is_file():
-        run_script(["quantize.sh", "--calibration_config", "quant.cfg", "--eval_images", "0", "--quiet"], cwd=work,
-                   env=CPU)
-    models = {}
-    for precision, source in (("fp32", "models/end2end.onnx"), ("int8", "models/resnet50_quant_deploy_model.onnx")):
-        for engine in ("onnxruntime", "openvino"):
+    models = {(engine, precision): f"{engine}_{precision}" + (".onnx" if engine == "onnxruntime" else ".xml")
+              for precision in ("fp32", "int8") for engine in ("onnxruntime", "openvino")}
+
+    def build(out):
+        if not (work / "models" / "resnet50_quant_deploy_model.onnx").is_file():
+            run_script(["quantize.sh", "--calibration_config", "quant.cfg", "--eval_images", "0", "--quiet"], cwd=work,
+                       env=CPU)
+        sources = {"fp32": "models/end2end.onnx", "int8": "models/resnet50_quant_deploy_model.onnx"}
+        for (engine, precision), name in models.items():
             prefix = out / f"{engine}_{precision}"
-            run_script(["atc_convert.sh", f"--model={source}", f"--output={prefix}", "--insert_op_conf=./aipp.conf",
-                        f"--engine={engine}", "--quiet"], cwd=work, env=CPU)
-            models[(engine, precision)] = prefix.with_suffix(".onnx" if engine == "onnxruntime" else ".xml")
-            run_script(["infer.sh", "--model", str(models[(engine, precision)]), "--input", "bin_data", "--output",
-                        str(out), "--output_dirname", f"{engine}_{precision}_out", "--outfmt", "NPY", "--quiet"],
-                       cwd=work)
-    return out, models
+            run_script(["atc_convert.sh", f"--model={sources[precision]}", f"--output={prefix}",
+                        "--insert_op_conf=./aipp.conf", f"--engine={engine}", "--quiet"], cwd=work, env=CPU)
+            run_script(["infer.sh", "--model", str(out / name), "--input", "bin_data", "--output", str(out),
+                        "--output_dirname", f"{engine}_{precision}_out", "--outfmt", "NPY", "--quiet"], cwd=work)
+    out = built_once(tmp_path_factory, "engines", build)
+    return out, {k: out / name for k, name in models.items()}
 
 
 def test_openvino_ir_takes_exactly_the_oms_input(both_engines):

@@ -2,12 +2,13 @@
 import json
 import re
 import shutil
+import types
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from conftest import ROOT, env_with_path, fake_tool, run_script, tool_calls
+from conftest import ROOT, built_once, env_with_path, fake_tool, run_script, tool_calls
 
 from poc import config
 from poc.formats.aipp import parse_aipp
@@ -124,10 +125,13 @@ def test_ifmr_search_range_bounds_the_clip():
 # --- CPU quantization ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def quantized(demo_workdir):
-    proc = run_script(["quantize.sh", "--calibration_config", "quant.cfg", "--eval_images", "300"],
-                      cwd=demo_workdir, env=CPU)
-    return demo_workdir, proc
+def quantized(demo_workdir, tmp_path_factory):
+    def build(log_dir):
+        proc = run_script(["quantize.sh", "--calibration_config", "quant.cfg", "--eval_images", "300"],
+                          cwd=demo_workdir, env=CPU)
+        (log_dir / "stdout").write_text(proc.stdout)
+    log = built_once(tmp_path_factory, "quantized", build) / "stdout"
+    return demo_workdir, types.SimpleNamespace(stdout=log.read_text())
 
 
 def test_cpu_quantize_outputs_and_fidelity(quantized):
@@ -351,9 +355,10 @@ def test_aipp_syntax_error_line_number(tmp_path):
 # --- CPU compile -----------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def compiled_fp32(demo_workdir):
-    run_script(["atc_convert.sh", "--model=models/end2end.onnx", "--output=models/resnet50_fp32_bs24",
-                "--input_shape=input:24,3,32,32", "--insert_op_conf=./aipp.conf", "--quiet"], cwd=demo_workdir, env=CPU)
+def compiled_fp32(demo_workdir, tmp_path_factory):
+    built_once(tmp_path_factory, "compiled_fp32", lambda _: run_script(
+        ["atc_convert.sh", "--model=models/end2end.onnx", "--output=models/resnet50_fp32_bs24",
+         "--input_shape=input:24,3,32,32", "--insert_op_conf=./aipp.conf", "--quiet"], cwd=demo_workdir, env=CPU))
     return demo_workdir / "models" / "resnet50_fp32_bs24.onnx"
 
 
