@@ -1,18 +1,13 @@
 """Stage 6 (infer.sh: the CPU runner and the ais_bench hand-off), stage 7 (postprocess.py), stage 8 (benchmark.sh)
 and the whole pipeline."""
 import json
-import os
 import re
 
 import numpy as np
-import onnxruntime as ort
 import pytest
-import torch
-from conftest import ROOT, fake_ais_bench, run_script, tiny_model, write_bins
+from conftest import fake_ais_bench, run_script, tiny_model, write_bins
 
-from poc.models.mmcls_resnet import build_model
 from poc.scoring import result_json, worst_classes
-from poc.shared.bins import normalise
 from poc.shared.errors import InputError
 from poc.shared.progress import Log
 
@@ -269,134 +264,10 @@ def test_postprocess_allow_missing(tmp_path):
     assert m["num_images"] == 1 and m["missing_outputs"] == 1 and "1 labelled images have no output" in proc.stdout
 
 
-# --- the whole pipeline ----------------------------------------------------------------------------------
-
-def test_pipeline_end_to_end_matches_direct_computation(demo_data, demo_workdir, tmp_path):
-    """The whole pipeline on ONNX Runtime against a direct computation; a re-run from inference; then the same run
-    on OpenVINO from the compile stage on."""
-    proc = run_script(["pipeline.sh", "--data", str(demo_data), "--checkpoint", str(demo_workdir / "models/demo.pth"),
-                       "--quiet"], cwd=tmp_path)
-    for stage in ("preprocess", "calib-data", "export", "quantize", "compile-int8", "compile-fp32", "infer-int8",
-                  "postprocess-int8", "infer-fp32", "postprocess-fp32", "report", "summary"):
-        assert f"==== [{stage}]" in proc.stdout
-    assert "pipeline summary" in proc.stdout and "INT8 top-1 vs FP32: " in proc.stdout
-    # the report beside result.json, with the FP32 comparison and the quantization figures; the summary names it
-    report = (tmp_path / "report.html").read_text()
-    assert "INT8 vs FP32</h2>" in report and "top-1 agreement over" in report and "FP32 vs INT8 on" in report
-    assert "model models/resnet50_quant_bs24.onnx" in report and "engine CPU (onnxruntime " in report
-    assert re.search(r"^  results report +\./report\.html$", proc.stdout, re.MULTILINE)
-    labels = np.array([int(line.split()[1]) for line in (tmp_path / "img_label.txt").read_text().splitlines()])
-    images = np.stack([np.fromfile(tmp_path / "bin_data" / f"img{i}.bin", np.uint8).reshape(32, 32, 3)
-                       for i in range(len(labels))])
-    # FP32: the PyTorch model on the normalised images
-    model, _ = build_model(demo_workdir / "models/demo.pth", log=lambda *_: None)
-    with torch.no_grad():
-        probs = model(torch.from_numpy(normalise(images.transpose(0, 3, 1, 2)))).numpy()
-    want_top1 = (probs.argmax(1) == labels).mean() * 100
-    fp32 = json.loads((tmp_path / "result_fp32.json").read_text())
-    assert fp32["value"][0] == {"key": "Number of images", "value": str(len(labels))}
-    assert abs(fp32["metrics"]["top1"] - want_top1) <= 100 / len(labels) + 1e-9  # at most one near-tie differs
-    # INT8: the compiled model run directly on the raw bins
-    s = ort.InferenceSession(str(tmp_path / "models/resnet50_quant_bs24.onnx"), providers=["CPUExecutionProvider"])
-    pad = (-len(images)) % 24
-    batch = np.concatenate([images, np.repeat(images[:1], pad, 0)])
-    int8_probs = np.concatenate([s.run(None, {"input": batch[i:i + 24]})[0] for i in range(0, len(batch), 24)])
-    int8_top1 = (int8_probs[:len(labels)].argmax(1) == labels).mean() * 100
-    res = json.loads((tmp_path / "result.json").read_text())
-    assert abs(res["metrics"]["top1"] - int8_top1) <= 100 / len(labels) + 1e-9
-    assert abs(res["metrics"]["top1"] - fp32["metrics"]["top1"]) <= 3.0
-    assert re.search(r"^time per stage: check-weights \d+ s, preprocess \d+ s, calib-data \d+ s, "
-                     r".*postprocess-fp32 \d+ s, report \d+ s, summary \d+ s \(total \d+ s\)$", proc.stdout,
-                     re.MULTILINE), proc.stdout[-600:]
-    # a re-run from inference: the earlier stages are skipped, their outputs used, the results the same
-    models_before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "models").iterdir()}
-    again = run_script(["pipeline.sh", "--data", str(demo_data), "--checkpoint", str(demo_workdir / "models/demo.pth"),
-                        "--from", "infer", "--quiet"], cwd=tmp_path)
-    for stage in ("preprocess", "calib-data", "export", "quantize", "compile-int8", "compile-fp32"):
-        assert f"==== [{stage}] skipped (--from infer)" in again.stdout, stage
-    assert "==== [infer-int8] " in again.stdout and "skipped" not in again.stdout.split("==== [infer-int8]")[1]
-    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "models").iterdir()} == models_before
-    assert json.loads((tmp_path / "result.json").read_text())["metrics"] == res["metrics"]
-    assert re.search(r"^time per stage: check-weights \d+ s, infer-int8 \d+ s, postprocess-int8", again.stdout, re.MULTILINE)
-    bad = run_script(["pipeline.sh", "--from", "nope"], cwd=tmp_path, check=False)
-    assert bad.returncode == 2 and "--from 'nope': not one of preprocess" in bad.stderr
-    # the same run on OpenVINO from the compile stage on: its IRs, and a BF16 row (the NPU's FP16 counterpart)
-    ov = run_script(["pipeline.sh", "--data", str(demo_data), "--checkpoint", str(demo_workdir / "models/demo.pth"),
-                     "--engine", "openvino", "--from", "compile", "--quiet"], cwd=tmp_path)
-    for stage in ("compile-int8", "compile-fp32", "compile-bf16", "infer-bf16", "postprocess-bf16"):
-        assert f"==== [{stage}] " in ov.stdout and f"==== [{stage}] skipped" not in ov.stdout
-    assert (tmp_path / "models" / "resnet50_quant_bs24.xml").is_file()
-    rows = {line.split("(")[0].strip(): line for line in ov.stdout.splitlines() if "(bs24, AIPP)" in line}
-    assert set(rows) == {"INT8", "BF16", "FP32"}
-    assert "BF16 vs FP32 (" in ov.stdout and "INT8 speed-up over FP32 on the CPU (openvino)" in ov.stdout
-    bf16 = json.loads((tmp_path / "result_bf16.json").read_text())["metrics"]["top1"]
-    assert abs(bf16 - json.loads((tmp_path / "result_fp32.json").read_text())["metrics"]["top1"]) <= 3.0
-    assert json.loads((tmp_path / "dst_summary.json").read_text())["device"].startswith("CPU (openvino ")
-
-
-def test_pipeline_stops_at_failing_stage_with_its_exit_code(tmp_path):
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "test").write_bytes(b"garbage")
-    proc = run_script(["pipeline.sh", "--data", "data", "--quiet"], cwd=tmp_path, check=False)
-    assert proc.returncode == 2 and "pipeline: stage 'preprocess' failed (exit code 2)" in proc.stderr
-    assert "==== [calib-data]" not in proc.stdout
-
-
-def test_pipeline_without_data_says_use_demo(tmp_path):
-    proc = run_script(["pipeline.sh", "--quiet"], cwd=tmp_path, check=False)
-    assert proc.returncode == 2 and "--demo" in proc.stderr and "==== [" not in proc.stdout
-
-
 @pytest.mark.parametrize("script", ["infer.sh", "postprocess.py", "benchmark.sh", "pipeline.sh", "report.py"])
 def test_help(script, tmp_path):
     out = run_script([script, "--help"], cwd=tmp_path).stdout
     assert "usage" in out.lower()
-
-
-def test_cpu_benchmark_table_json_e2e_and_sweep_plot(tmp_path, demo_workdir):
-    a = tiny_model(tmp_path / "a.onnx")
-    b = tiny_model(tmp_path / "b.onnx")
-    write_bins(tmp_path / "bins", 30)
-    src = demo_workdir / "models" / "end2end.onnx"
-    proc = run_script(["benchmark.sh", "--model", str(a), "--fp32_model", str(b), "--loop", "4", "--block", "2",
-                       "--repeats", "1", "--e2e_input", "bins", "--sweep", "2", "--sweep_loop", "2", "--layers",
-                       "--int8_source", str(src), "--fp32_source", str(src), "--aipp", str(ROOT / "aipp.conf")],
-                      cwd=tmp_path)
-    report = json.loads((tmp_path / "benchmark.json").read_text())
-    assert report["cpu"]["int8"]["loops"] == 4 and report["cpu"]["fp32"]["loops"] == 4
-    assert report["int8_speedup"] == pytest.approx(report["cpu"]["int8"]["throughput"] / report["cpu"]["fp32"]["throughput"])
-    assert report["ascend_310p3_published"]["int8"]["throughput"] == 14290
-    assert report["e2e_int8"]["files"] == 30 and report["e2e_int8"]["ratio_to_pure"] > 0
-    io_cpu = report["e2e_int8"]["io_cpu_s"]  # the I/O threads' CPU time, as the run measured it
-    assert set(io_cpu) == {"reader", "writer"} and all(set(t) == {"user", "kernel"} for t in io_cpu.values())
-    assert io_cpu["writer"]["user"] + io_cpu["writer"]["kernel"] > 0  # it wrote 30 files
-    assert "CPU time of that run's I/O threads: writer" in proc.stdout
-    # the sweep: every engine at every precision it runs, each point with its spread over the rounds
-    assert {"onnxruntime int8", "onnxruntime fp32", "openvino int8", "openvino fp32"} <= set(report["sweep"])
-    for line in report["sweep"].values():
-        assert [r["batch"] for r in line] == [2]
-        assert all(r["throughput_min"] <= r["throughput"] * 1.0001 and len(r["throughput_rounds"]) == 1 for r in line)
-    assert (tmp_path / "benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert re.search(r"INT8 speed-up over FP32 on the CPU: onnxruntime \d+\.\d\dx, openvino \d+\.\d\dx", proc.stdout)
-    assert re.search(r"310P3 +INT8 +24 +14290", proc.stdout)
-    # both engines side by side (the other engine's rows compiled from the sources), as fractions of the CPU's rates
-    assert {"openvino int8", "openvino fp32", "openvino int8 (deploy model, no AIPP)"} <= set(report["cpu"])
-    assert report["cpu"]["openvino int8"]["engine"] == "openvino" and report["cpu"]["int8"]["engine"] == "onnxruntime"
-    assert set(report["int8_speedup_by_engine"]) == {"onnxruntime", "openvino"}
-    limits = report["cpu_limits"]
-    assert all(set(lim["probe_rounds"]) == {"onnxruntime", "openvino"} for p, lim in limits.items() if p != "bf16")
-    assert report["gmac_per_image"] == pytest.approx(1.298, abs=0.01)  # the network's own multiply-adds
-    for name, r in report["cpu"].items():  # two rounds of two runs; no row above the CPU's rate
-        assert len(r["throughput_rounds"]) == 2 and r["throughput_min"] <= r["throughput_max"], name
-        assert r["of_cpu_rate"] == pytest.approx(r["gmac_per_s"] / limits[r["precision"]]["gmac_per_s"])
-        assert r["of_cpu_rate"] <= 1.0 + 1e-9 and r["gmac_per_s"] == pytest.approx(r["throughput"] * 1.298, rel=0.01)
-    assert "the CPU's limits are" in proc.stdout and "rounds min-max" in proc.stdout
-    # --layers: each engine's own INT8 model, layer by layer (the OpenVINO one has the demo network's convolutions)
-    assert set(report["layers"]) == {"int8", "openvino int8"}
-    ov_convs = [g for g in report["layers"]["openvino int8"]["groups"] if g["what"].startswith("conv ")]
-    assert sum(g["layers"] for g in ov_convs) == 53 and "in its layers" in proc.stdout
-    # the ais_bench-style summary of every model timed
-    assert proc.stdout.count("[INFO] throughput 1000*batchsize.mean(24)") == len(report["cpu"])
 
 
 def test_runner_failure_midway_keeps_previous_outputs_and_rerun_replaces(tmp_path):
@@ -419,19 +290,6 @@ def test_runner_failure_midway_keeps_previous_outputs_and_rerun_replaces(tmp_pat
     assert sorted(p.name for p in (tmp_path / "o" / "dst").iterdir()) == sorted(f"x{i}_0.txt" for i in range(5))
 
 
-def test_benchmark_recompiles_sweep_models_when_the_source_changes(demo_workdir, tmp_path):
-    import shutil
-
-    from poc.benchmark import compiled_for_batch
-    src = tmp_path / "end2end.onnx"
-    shutil.copy(demo_workdir / "models" / "end2end.onnx", src)
-    first = compiled_for_batch(src, 2, tmp_path / "work", str(ROOT / "aipp.conf"))
-    made = first.stat().st_mtime_ns
-    assert compiled_for_batch(src, 2, tmp_path / "work", str(ROOT / "aipp.conf")).stat().st_mtime_ns == made  # reused
-    os.utime(src, ns=(made + 10**9, made + 10**9))  # a newer source
-    assert compiled_for_batch(src, 2, tmp_path / "work", str(ROOT / "aipp.conf")).stat().st_mtime_ns != made
-
-
 def test_int8_against_fp32_says_which_way_in_words():
     from poc.shared.progress import versus
     assert versus(94.75, 95.0) == "94.75 % vs 95.00 %: 0.25 points lower"
@@ -450,15 +308,6 @@ def test_result_metrics_are_rounded_for_programs():
     assert out["metrics"]["top1"] == 98.85 and out["metrics"]["per_class_top1"] == [98.85, None]
     assert out["value"][2] == {"key": "Top1 accuracy", "value": "98.85%"}
     assert "98.85000000000001" not in json_.dumps(out)
-
-
-def test_pipeline_checks_a_given_checkpoint_before_its_first_stage(tmp_path, cifar100):
-    (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
-    proc = run_script(["pipeline.sh", "--data", str(cifar100), "--checkpoint", "bad.pth", "--quiet"], cwd=tmp_path,
-                      check=False)
-    assert proc.returncode == 2 and "pipeline: stage 'check-weights' failed (exit code 2)" in proc.stderr
-    assert "bad.pth" in proc.stderr and "==== [preprocess]" not in proc.stdout
-    assert not (tmp_path / "bin_data").exists()  # nothing was done before the check
 
 
 def test_export_check_reads_the_weights_and_writes_nothing(tmp_path):
