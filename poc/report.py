@@ -19,7 +19,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from poc.shared.aisbench import LabelledOutputs, read_labelled_outputs
+from poc.shared.aisbench import (
+    LabelledOutputs,
+    confused_pairs,
+    model_of,
+    per_class_counts,
+    read_labelled_outputs,
+)
 from poc.shared.bins import class_names_for, read_text_file
 from poc.shared.errors import InputError, OutputSet, read_regular
 from poc.shared.progress import Log
@@ -240,8 +246,7 @@ def headline(result: dict[str, str], run: LabelledOutputs, profile, engine: str)
 
 
 def per_class(run: LabelledOutputs, pred: np.ndarray, names: list[str]) -> Section:
-    seen = np.bincount(run.labels, minlength=run.num_classes)
-    hits = np.bincount(run.labels[pred == run.labels], minlength=run.num_classes)
+    seen, hits = per_class_counts(run.labels, pred, run.num_classes)
     present = [c for c in range(run.num_classes) if seen[c]]
     acc = {c: hits[c] / seen[c] * 100 for c in present}
     order = sorted(present, key=lambda c: (acc[c], c))
@@ -254,17 +259,12 @@ def per_class(run: LabelledOutputs, pred: np.ndarray, names: list[str]) -> Secti
 
 
 def confused(run: LabelledOutputs, pred: np.ndarray, names: list[str], pics, cache) -> Section:
-    wrong = np.flatnonzero(pred != run.labels)
-    if not len(wrong):
+    pairs = confused_pairs(run.labels, pred, run.num_classes, CONFUSED_PAIRS)
+    if not pairs:
         return Section("Most confused classes", "<p>No image is misclassified.</p>")
-    codes = run.labels[wrong].astype(np.int64) * run.num_classes + pred[wrong]
-    uniq, counts = np.unique(codes, return_counts=True)
-    rows = []
-    for i in np.argsort(-counts, kind="stable")[:CONFUSED_PAIRS]:
-        t, p = divmod(int(uniq[i]), run.num_classes)
-        examples = wrong[codes == uniq[i]][:EXAMPLES_PER_PAIR]
-        rows.append(f'<tr><td>{esc(names[t])}</td><td>{esc(names[p])}</td><td class="n">{counts[i]}</td><td>'
-                    + " ".join(thumbnail(pics, run.stems[j], cache) for j in examples) + "</td></tr>")
+    rows = [f'<tr><td>{esc(names[t])}</td><td>{esc(names[p])}</td><td class="n">{len(images)}</td><td>'
+            + " ".join(thumbnail(pics, run.stems[j], cache) for j in images[:EXAMPLES_PER_PAIR]) + "</td></tr>"
+            for t, p, images in pairs]
     return Section("Most confused classes", "<table><tr><th>true class</th><th>predicted as</th><th>images</th>"
                    f"<th>examples</th></tr>{''.join(rows)}</table>")
 
@@ -298,11 +298,11 @@ def int8_vs_fp32(run: LabelledOutputs, pred, fp32_dir: Path, label_path: Path, n
     body = (f'<div class="cards"><div class="card"><div class="v">{agree.mean() * 100:.2f} %</div><div class="k">'
             f'top-1 agreement over {len(common)} images</div></div></div><table>'
             + "".join(f'<tr><td>{k}</td><td class="n">{v}</td></tr>' for k, v in table) + "</table>")
-    differ = [common[i] for i in np.flatnonzero(~agree)][:cap]
-    if differ:
+    differ = np.flatnonzero(~agree)[:cap]  # positions in common
+    if len(differ):
         figures = []
-        for j in differ:
-            r = ref_pred[common.index(j)]
+        for k in differ:
+            j, r = common[k], ref_pred[k]
             mark = ("INT8 right" if pred[j] == run.labels[j] else "FP32 right" if r == run.labels[j] else "both wrong")
             figures.append(f'<figure>{thumbnail(pics, run.stems[j], cache)}<figcaption>{esc(names[run.labels[j]])}<br>'
                            f'INT8 {esc(names[pred[j]])}<br>FP32 {esc(names[r])}<br><i>{mark}</i></figcaption></figure>')
@@ -401,8 +401,7 @@ def run_of(outputs: Path) -> tuple[str, str]:
         data = read_json(summary, "inference summary")
     except InputError:
         return "not recorded", "not recorded"
-    argv = data.get("args") if isinstance(data.get("args"), list) else []
-    model = next((str(argv[i + 1]) for i, a in enumerate(argv[:-1]) if a in ("--model", "-m")), "not recorded")
+    model = model_of(data) or "not recorded"
     device = data.get("device", "")
     return (str(device).split(":")[0] if device else "Ascend NPU (ais_bench)"), model
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from poc.shared.aisbench import read_labelled_outputs
+from poc.shared.aisbench import confused_pairs, per_class_counts, read_labelled_outputs
 from poc.shared.bins import class_names_for
 from poc.shared.errors import OutputSet
 from poc.shared.progress import Log
@@ -35,15 +35,9 @@ def score(result_dir, label_path, topk: int = 5, allow_missing: bool = False, lo
     hit_rank = (order == y[:, None])
     topk_acc = {i: float(hit_rank[:, :i].any(1).mean() * 100) for i in range(1, k + 1)}
     pred = order[:, 0]
-    seen, hits = np.bincount(y, minlength=num_classes), np.bincount(y[pred == y], minlength=num_classes)
+    seen, hits = per_class_counts(y, pred, num_classes)
     per_class = [float(hits[c] / seen[c] * 100) if seen[c] else None for c in range(num_classes)]
-    # the confused pairs that occur (at most one per image), not a classes x classes table: an output of 12,000
-    # values would make that 1 GB
-    wrong = pred != y
-    codes, counts = np.unique(y[wrong].astype(np.int64) * num_classes + pred[wrong], return_counts=True)
-    top = np.argsort(-counts, kind="stable")[:10]  # ties: the lower (true, predicted) pair first
-    pairs = [{"true": int(codes[i] // num_classes), "predicted": int(codes[i] % num_classes),
-              "count": int(counts[i])} for i in top]
+    pairs = [{"true": t, "predicted": p, "count": len(images)} for t, p, images in confused_pairs(y, pred, num_classes)]
     if names:
         for pair in pairs:
             pair["true_name"], pair["predicted_name"] = names[pair["true"]], names[pair["predicted"]]

@@ -22,7 +22,7 @@ from poc.config import (
     compiled_model,
 )
 from poc.engines.backends import backend_for, same_source
-from poc.shared.aisbench import agreement, find_outputs, read_output_vector
+from poc.shared.aisbench import agreement, find_outputs, model_of, read_output_vector
 from poc.shared.errors import run_main
 from poc.shared.progress import versus
 
@@ -43,17 +43,6 @@ def output_fidelity(folder, reference) -> tuple[float, float, int] | None:
     x = np.stack([read_output_vector(a[s]) for s in stems])
     y = np.stack([read_output_vector(b[s]) for s in stems])
     return (*agreement(y, x), len(stems))
-
-
-def _model_of(infer_summary: dict | None) -> str | None:
-    """The --model an inference run was given (ais_bench's summary keeps its argv)."""
-    argv = (infer_summary or {}).get("args") or []
-    for i, arg in enumerate(argv):
-        if arg in ("--model", "-m") and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--model="):
-            return arg.split("=", 1)[1]
-    return None
 
 
 def main(argv=None) -> int:
@@ -85,7 +74,7 @@ def main(argv=None) -> int:
                                  and compiled_model(names["COMPILED_FP32"]).stat().st_mtime <= bf16_model.stat().st_mtime):
         bf16 = None  # a BF16 result from an earlier run with another model: not this run's
     rep = _load(args.quant_report)
-    same_source({f"the {name} run's model": _model_of(summ) for name, summ in (("INT8", s8), ("FP32", s32),
+    same_source({f"the {name} run's model": model_of(summ) for name, summ in (("INT8", s8), ("FP32", s32),
                                                                                  ("BF16", s16 if bf16 else None))})
     print("\n================ pipeline summary ================")
     print(f"profile: {profile.name} ({profile.title})")
@@ -110,7 +99,7 @@ def main(argv=None) -> int:
             print(f"BF16 vs FP32 ({fid[2]} images): top-1 agreement {fid[0]:.2f} %, mean cosine {fid[1]:.5f} "
                   f"(the CPU's counterpart of the 310P3's FP16 row)")
     if s8 and s32 and s32.get("throughput"):
-        engines = " vs ".join(dict.fromkeys(backend_for(_model_of(s) or "").name() for s in (s8, s32)))
+        engines = " vs ".join(dict.fromkeys(backend_for(model_of(s) or "").name() for s in (s8, s32)))
         print(f"INT8 speed-up over FP32 on the CPU ({engines}): {s8['throughput'] / s32['throughput']:.2f}x (compute "
               "throughput of the whole inference run; `bash benchmark.sh` measures it properly)")
     if rep and "fidelity" in rep:

@@ -318,3 +318,15 @@ def test_export_check_reads_the_weights_and_writes_nothing(tmp_path):
     assert "m.pth: read and checked (10 classes)" in proc.stdout and not (tmp_path / "models").exists()
     out = run_script(["export_onnx.py", "--help"], cwd=tmp_path).stdout
     assert ".ckpt" in out and ".ms" in out and "--check" in out
+
+
+def test_the_ais_bench_summary_and_the_confused_pairs_are_read_one_way():
+    """The --model of a run in any of ais_bench's spellings; confused pairs most first, ties the lower pair first,
+    each with its images."""
+    from poc.shared.aisbench import confused_pairs, model_of
+    assert model_of({"args": ["--model", "m.onnx", "--loop", "2"]}) == "m.onnx"
+    assert model_of({"args": ["-m", "a.om"]}) == "a.om" and model_of({"args": ["--model=b.xml"]}) == "b.xml"
+    assert model_of({"args": "not a list"}) is None and model_of(None) is None
+    labels, pred = np.array([0, 0, 1, 1, 2, 2, 2]), np.array([1, 1, 0, 1, 0, 1, 2])
+    pairs = [(t, p, list(images)) for t, p, images in confused_pairs(labels, pred, 3)]
+    assert pairs == [(0, 1, [0, 1]), (1, 0, [2]), (2, 0, [4]), (2, 1, [5])]

@@ -79,6 +79,34 @@ def read_labelled_outputs(result_dir, label_path, allow_missing: bool = False, l
     return LabelledOutputs(stems, np.stack(vectors), y, missing)
 
 
+def per_class_counts(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(images, right at top-1) per class."""
+    return np.bincount(labels, minlength=num_classes), np.bincount(labels[pred == labels], minlength=num_classes)
+
+
+def confused_pairs(labels: np.ndarray, pred: np.ndarray, num_classes: int, top: int = 10) -> list[tuple]:
+    """The most frequent (true, predicted, images) among the misclassified images, most first (ties: the lower pair
+    first), each with the indices of its images. Only the pairs that occur (at most one per image), not a classes
+    x classes table: an output of 12,000 values would make that 1 GB."""
+    wrong = np.flatnonzero(pred != labels)
+    codes = labels[wrong].astype(np.int64) * num_classes + pred[wrong]
+    uniq, counts = np.unique(codes, return_counts=True)
+    return [(int(uniq[i] // num_classes), int(uniq[i] % num_classes), wrong[codes == uniq[i]])
+            for i in np.argsort(-counts, kind="stable")[:top]]
+
+
+def model_of(summary: dict | None) -> str | None:
+    """The --model an inference run was given (ais_bench's summary keeps its argv as ``args``)."""
+    argv = (summary or {}).get("args")
+    argv = argv if isinstance(argv, list) else []
+    for i, arg in enumerate(argv):
+        if arg in ("--model", "-m") and i + 1 < len(argv):
+            return str(argv[i + 1])
+        if isinstance(arg, str) and arg.startswith("--model="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 def format_txt(arr: np.ndarray) -> bytes:
     """ais_bench's TXT: one line per row of the last axis, each value printed ``%f`` (``%d`` for an integer
     output) and followed by a space. Formatted for the whole array at once (no per-value Python work)."""
