@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from poc import profiles, runner
-from poc.compile import ENGINE_SUFFIX, ENGINES, compile_cpu
+from poc.compile import compile_cpu
 from poc.config import (
     AIPP_CFG,
     BATCH_SIZE,
@@ -35,12 +35,16 @@ from poc.config import (
     QUANT_SAVE_PATH,
     compiled_model,
 )
-from poc.engines.backends import backend_for, cpuinfo, input_spec, native_bf16, same_source
+from poc.engines.base import InFlight, input_spec
+from poc.engines.openvino import native_bf16
+from poc.engines.pick import ENGINES, backend_for, compiled_path
+from poc.formats.model_file import same_source
 from poc.perf.cpu_rates import macs_per_image, probes
 from poc.perf.layer_profile import print_profile
 from poc.perf.layer_profile import profile as profile_layers
 from poc.runner import RunOptions
-from poc.shared import ascend
+from poc.shared import aisbench, ascend
+from poc.shared.cpu import cpuinfo
 from poc.shared.errors import InputError, atomic_file, run_main
 from poc.shared.progress import Log
 
@@ -133,7 +137,7 @@ def interleaved(loaded: dict, loop: int, block: int, log: Log) -> dict[str, Time
         for name, (backend, feed, _) in order:
             for _ in range(SETTLE_RUNS):
                 backend.predict(feed)
-            queued = runner.InFlight(backend)  # as the runner runs them: the next batch queued behind the one ahead
+            queued = InFlight(backend)  # as the runner runs them: the next batch queued behind the one ahead
             for _ in range(n):
                 queued.submit(feed)
             queued.collect_all()
@@ -153,7 +157,7 @@ def compiled_for_batch(source, batch: int, out_dir: Path, aipp, engine: str = "o
     """``source`` compiled for ``batch`` on ``engine``, kept in ``out_dir`` and re-made when the source is newer."""
     tag = "" if engine == "onnxruntime" and precision_mode is None else f"_{engine}_{precision_mode or 'default'}"
     out = out_dir / f"{Path(source).stem}{tag}_bs{batch}"
-    compiled = Path(f"{out}{ENGINE_SUFFIX[engine]}")
+    compiled = compiled_path(out, engine)
     if not compiled.is_file() or compiled.stat().st_mtime < Path(source).stat().st_mtime:
         compile_cpu(source, out, f"{INPUT_NAME}:{batch},{IMAGE_CHANNELS},{hw},{hw}", aipp, log=Log(True),
                     engine=engine, precision_mode=precision_mode)
@@ -245,7 +249,7 @@ def table(rows: dict, timed: dict[str, Timed], batchsize: int, gmac: float | Non
                 f"{batchsize}, as ais_bench's does")
             batch = batchsize
         result[name] = {"model": str(path), "engine": engine, "precision": precision,
-                        **row(runner.stats(t.ms), batch, t.round_rates(batch))}
+                        **row(aisbench.stats(t.ms), batch, t.round_rates(batch))}
         if gmac:
             result[name]["gmac_per_s"] = result[name]["throughput"] * gmac
     return result
@@ -344,7 +348,7 @@ def batch_sweep(batches: list[int], plan: dict, args, hw: int, log: Log) -> dict
         loaded = {name: load_timed(compiled_for_batch(src, b, work, args.aipp, engine, mode, hw), args.warmup_count)
                   for name, (src, engine, mode) in plan.items()}
         for name, t in interleaved(loaded, args.sweep_loop, args.block, Log(True)).items():
-            sweep[name].append(row(runner.stats(t.ms), t.batch, t.round_rates(t.batch)))
+            sweep[name].append(row(aisbench.stats(t.ms), t.batch, t.round_rates(t.batch)))
     return sweep
 
 
@@ -440,8 +444,8 @@ def main(argv=None) -> int:
     if not args.quiet:
         for name, r in result.items():
             print(f"{name.upper()} {r['model']}:")
-            st = runner.stats(timed[name].ms)
-            runner.print_summary({"NPU_compute_time": st, "throughput": r["throughput"]}, r["batch"])
+            st = aisbench.stats(timed[name].ms)
+            aisbench.print_summary({"NPU_compute_time": st, "throughput": r["throughput"]}, r["batch"])
     limits = cpu_limits(chosen, timed, result, gmac)
     gains = speedups(result)
     e2e_runs = e2e_pairs(model, args, log) if args.e2e_input else []

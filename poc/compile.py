@@ -10,12 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
-
-import numpy as np
-import onnx
-import onnxruntime as ort
 
 from poc import profiles
 from poc.config import (
@@ -25,19 +20,16 @@ from poc.config import (
     DEPLOY_SUFFIX,
     INPUT_SHAPE,
     QUANT_SAVE_PATH,
-    SOURCE_KEY,
 )
-from poc.engines.backends import PRECISION_KEY, OnnxRuntimeBackend, amx_int8, load_onnx, native_bf16
-from poc.engines.wide_conv import lay_batch_along_width
-from poc.formats.aipp import Aipp, fold_into_model, parse_aipp
+from poc.engines.openvino import native_bf16
+from poc.engines.pick import ENGINES, compiled_path
+from poc.formats.aipp import parse_aipp
+from poc.formats.model_file import has_qdq, load_onnx
 from poc.shared import ascend
-from poc.shared.errors import InputError, OutputSet, StageError, first_line, run_main
+from poc.shared.errors import InputError, OutputSet, run_main
 from poc.shared.progress import Log
 
-QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
-ENGINES = ("onnxruntime", "openvino")
 ENGINE_ENV = "POC_ENGINE"
-ENGINE_SUFFIX = {"onnxruntime": ".onnx", "openvino": ".xml"}
 # ATC's --precision_mode values and what they mean on the CPU engines: the NPU computes a float model in FP16
 # unless told otherwise; the CPU's counterpart of FP16 is BF16 (where the CPU has it natively).
 LOW_PRECISION_MODES = ("force_fp16", "allow_fp32_to_fp16", "allow_mix_precision", "allow_mix_precision_fp16",
@@ -75,8 +67,7 @@ def inference_precision(engine: str, precision_mode: str | None, log) -> str:
 
 def is_cpu_qdq_model(path) -> bool:
     model = load_onnx(path, load_external_data=False)
-    return (any(p.key == CPU_QUANTIZER_KEY for p in model.metadata_props)
-            or any(n.op_type in QDQ_OPS for n in model.graph.node))
+    return any(p.key == CPU_QUANTIZER_KEY for p in model.metadata_props) or has_qdq(model)
 
 
 def compile_ascend(args, log: Log) -> Path:
@@ -103,7 +94,7 @@ def compile_cpu(model_path, output, input_shape: str, aipp_conf, input_format: s
     if input_format != "NCHW":
         raise InputError("--input_format", f"'{input_format}': the model input is NCHW (as in the ModelZoo call)")
     name, shape = ascend.parse_input_shape(input_shape)
-    out = Path(f"{output}{ENGINE_SUFFIX[engine]}")
+    out = compiled_path(output, engine)
     written = {"--output": out, "--output (weights)": out.with_suffix(".bin") if engine == "openvino" else None}
     outputs = OutputSet(written, {"--model": model_path, "--insert_op_conf": aipp_conf or None})
     precision = inference_precision(engine, precision_mode, log)
@@ -117,116 +108,7 @@ def compile_cpu(model_path, output, input_shape: str, aipp_conf, input_format: s
     if aipp is not None and aipp.out_hw != (shape[2], shape[3]):
         raise InputError(aipp_conf, f"AIPP output {aipp.out_hw[0]}x{aipp.out_hw[1]} does not match "
                                     f"--input_shape {shape[2]}x{shape[3]}")
-    if engine == "openvino":
-        return _write_openvino(model, aipp, shape, name, precision, out, outputs, log)
-    model = fold_into_model(model, aipp, shape, input_name=name)
-    with outputs:
-        tmp = outputs.file(out)
-        raw = tmp.with_suffix(".raw.onnx")
-        onnx.save(model, str(raw))
-        try:
-            # EXTENDED folds QDQ pairs into QLinear kernels and fuses Conv+Relu; ALL would add NCHWc layout
-            # changes that tie the file to this CPU, so those are left to the session that runs it.
-            OnnxRuntimeBackend().load(raw, level=ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-                                      optimized_path=tmp)
-        finally:
-            raw.unlink(missing_ok=True)
-        shifted = 0
-        if amx_int8():
-            optimised = onnx.load(str(tmp))
-            shifted = shift_weight_zero_points(optimised)
-            if shifted:
-                onnx.save(optimised, str(tmp))
-    log(f"wrote {out}: input {name} " + (f"uint8 NHWC [{shape[0]},{aipp.src_h},{aipp.src_w},3] with AIPP "
-                                         f"folded in" if aipp else f"float32 NCHW {shape}")
-        + ", optimised by ONNX Runtime"
-        + (f"; {shifted} convolutions' weights on zero point -1 (this CPU's AMX path)" if shifted else ""))
-    return out
-
-
-# The shallowest convolution (input channels x kernel height x kernel width) worth ONNX Runtime's AMX path, chosen
-# from per-layer profiles on an AMX CPU (docs/PERFORMANCE.md): the layers of depth 64 and 128 ran faster in the
-# symmetric kernel (an AMX tile reduces 64 values a step, and the other path also sums every input row for the zero
-# point), those from 256 on ran faster on AMX.
-MIN_AMX_DEPTH = 256
-
-
-def shift_weight_zero_points(model: onnx.ModelProto, min_depth: int = MIN_AMX_DEPTH) -> int:
-    """Every QLinearConv of depth ``min_depth`` or more with int8 weights on zero point 0 gets the same weights minus
-    one on zero point -1: the same numbers ((w - 1) - (-1) = w), exactly the same outputs. ONNX Runtime runs
-    convolutions with zero-point-0 weights in its symmetric kernel, which has no AMX code, and the others as im2col +
-    its integer matrix multiply, which uses AMX: the whole ResNet-50 runs faster on an AMX CPU with every layer moved,
-    faster still with the shallow ones left (docs/PERFORMANCE.md). Weights that already use -128 cannot move down and are
-    left as they are. Returns how many convolutions changed."""
-    from onnx import numpy_helper
-    inits = {i.name: i for i in model.graph.initializer}
-    uses: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            uses[name] = uses.get(name, 0) + 1
-    changed = 0
-    for node in model.graph.node:
-        if node.op_type != "QLinearConv" or len(node.input) < 6:
-            continue
-        w, zp = inits.get(node.input[3]), inits.get(node.input[5])
-        if w is None or zp is None or uses[w.name] > 1 or uses[zp.name] > 1:  # shared: changing it changes others
-            continue
-        weights, zero = numpy_helper.to_array(w), numpy_helper.to_array(zp)
-        if weights.dtype != np.int8 or zero.dtype != np.int8 or zero.any() or weights.min() == -128 \
-                or weights.ndim < 2 or int(np.prod(weights.shape[1:])) < min_depth:
-            continue
-        w.CopyFrom(numpy_helper.from_array((weights.astype(np.int16) - 1).astype(np.int8), w.name))
-        zp.CopyFrom(numpy_helper.from_array(np.full_like(zero, -1), zp.name))
-        changed += 1
-    return changed
-
-
-def _write_openvino(model: onnx.ModelProto, aipp: Aipp | None, shape: list[int], name: str, precision: str,
-                    out: Path, outputs: OutputSet, log: Log) -> Path:
-    """An OpenVINO IR: the batch fixed and the AIPP stage as OpenVINO's pre-processing, so its input is the OM's."""
-    import openvino as ov
-    from openvino.preprocess import PrePostProcessor
-    outputs.file(out)  # makes the output folder (and checks it can be written) before the scratch folder goes there
-    source = {p.key: p.value for p in model.metadata_props}.get(SOURCE_KEY)
-    with tempfile.TemporaryDirectory(prefix=".ov.", dir=out.parent) as tmp:
-        fixed = Path(tmp) / "fixed.onnx"
-        model = fold_into_model(model, None, shape, input_name=name)
-        widened = 0
-        if precision in ("f32", "bf16") and not any(n.op_type in QDQ_OPS for n in model.graph.node):
-            model, widened = lay_batch_along_width(model)
-        onnx.save(model, str(fixed))
-        try:
-            ov_model = ov.convert_model(str(fixed))
-        except Exception as err:  # noqa: BLE001 - a conversion failure is one line
-            raise StageError(f"OpenVINO cannot convert the model: {first_line(err)}") from None
-    if aipp is not None:
-        ppp = PrePostProcessor(ov_model)
-        port = ppp.input(name)
-        port.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")) \
-            .set_shape([shape[0], aipp.src_h, aipp.src_w, 3])
-        port.model().set_layout(ov.Layout("NCHW"))
-        steps = port.preprocess().convert_element_type(ov.Type.f32)
-        if aipp.crop:
-            h0, w0, h, w = aipp.crop
-            steps.crop([0, h0, w0, 0], [shape[0], h0 + h, w0 + w, 3])
-        if aipp.swap_rb:
-            steps.reverse_channels()
-        # AIPP: (x - mean_chn - min_chn) * var_reci_chn; OpenVINO's scale divides, so 1 / var_reci_chn.
-        steps.mean([float(m + n) for m, n in zip(aipp.mean, aipp.min, strict=True)])
-        steps.scale([float(1.0 / v) for v in aipp.var_reci])
-        ov_model = ppp.build()
-    ov_model.set_rt_info(precision, [PRECISION_KEY])
-    if source:  # which weights it was made from, as the ONNX files say in their metadata
-        ov_model.set_rt_info(source, [SOURCE_KEY])
-    with outputs, tempfile.TemporaryDirectory(prefix=".ov.", dir=out.parent) as tmp:
-        ov.save_model(ov_model, str(Path(tmp) / "model.xml"), compress_to_fp16=False)
-        os.replace(Path(tmp) / "model.xml", outputs.file(out))
-        os.replace(Path(tmp) / "model.bin", outputs.file(out.with_suffix(".bin")))
-    log(f"wrote {out} (+ {out.with_suffix('.bin').name}): OpenVINO IR, input {name} "
-        + (f"uint8 NHWC [{shape[0]},{aipp.src_h},{aipp.src_w},3] with AIPP as pre-processing" if aipp
-           else f"float32 NCHW {shape}") + f", inference precision {precision.upper()}"
-        + (f"; {widened} convolutions on small maps with the batch along the width" if widened else ""))
-    return out
+    return ENGINES[engine].compile_model(model, aipp, shape, name, precision, out, outputs, log)
 
 
 def main(argv=None) -> int:
@@ -254,7 +136,7 @@ def main(argv=None) -> int:
                    help="ATC's precision mode, passed to atc as given; on the OpenVINO engine force_fp16 / "
                         "allow_fp32_to_fp16 / allow_mix_precision mean BF16 where the CPU has it, force_fp32 / "
                         "must_keep_origin_dtype FP32 (default: not passed; FP32 on the CPU)")
-    p.add_argument("--engine", choices=ENGINES, default=None,
+    p.add_argument("--engine", choices=list(ENGINES), default=None,
                    help=f"CPU fallback engine (default: ${ENGINE_ENV}, else onnxruntime)")
     p.add_argument("--quiet", action="store_true", help="no log lines")
     args = p.parse_args(argv)

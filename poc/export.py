@@ -30,7 +30,7 @@ from poc.config import (
     SOURCE_KEY,
     STD_RGB_255,
 )
-from poc.engines.backends import OnnxRuntimeBackend
+from poc.engines.onnxruntime import OnnxRuntimeBackend
 from poc.models.mmcls_resnet import ImageClassifier
 from poc.models.torch_onnx import torchscript_export
 from poc.shared.errors import InputError, StageError, atomic_path, first_line

@@ -30,7 +30,7 @@ from poc.config import (
     QUANT_SAVE_PATH,
     REPORT_SUFFIX,
 )
-from poc.engines.backends import same_source
+from poc.formats.model_file import same_source
 from poc.formats.quant_cfg import QuantConfig, describe, parse_quant_cfg
 from poc.int8.calibrate import ifmr_ranges, read_calibration_bins
 from poc.int8.fidelity import compare, eval_set, predict, sensitivity

@@ -14,8 +14,6 @@ imports ONNX Runtime until an ``.onnx`` model needs it.
 from __future__ import annotations
 
 import argparse
-import collections
-import contextlib
 import json
 import os
 import queue
@@ -29,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from poc.config import OUTPUT_OWNED, SUMMARY_SUFFIX
-from poc.shared import ascend
+from poc.config import OUTPUT_OWNED
+from poc.engines.base import InFlight, input_spec
+from poc.shared import aisbench, ascend
 from poc.shared.aisbench import OUTFMTS, format_txt, load_npy, read_small_file, write_file, write_output
 from poc.shared.bins import natural_key
 from poc.shared.errors import InputError, OutputSet, ToolError, first_line, run_main, signals_deferred
@@ -41,18 +40,6 @@ SWITCH_INTERVAL_S = 0.0002
 INPUT_SUFFIXES = (".bin", ".npy")
 MAX_NPY_INPUT_BYTES = 1 << 30  # the first .npy input, before the model's input size tells what one should hold
 DEVICE_IDS = re.compile(r"[0-9]{1,3}(,[0-9]{1,3})*")  # ASCII digits only: int() also takes "1_0" and "٣"
-
-# ais_bench flags with no meaning for the CPU runner: accepted (so a ModelZoo command line works unchanged),
-# handed to ais_bench as given for an .om, and named in one log line on the CPU. value: takes an argument.
-NPU_ONLY_FLAGS = {
-    "--debug": True, "--run_mode": True, "--dymBatch": True, "--dymHW": True, "--dymDims": True,
-    "--dymShape": True, "--dymShape_range": True, "--outputSize": True, "--auto_set_dymshape_mode": True,
-    "--auto_set_dymdims_mode": True, "--profiler": True, "--profiler_rename": True, "--dump": True,
-    "--dump_npy": True, "--acl_json_path": True, "--aipp_config": True, "--energy_consumption": True,
-    "--npu_id": True, "--backend": True, "--perf": True, "--pipeline": True, "--threadnum": True,
-    "--divide_input": True,
-}
-
 
 @dataclass
 class RunOptions:
@@ -189,44 +176,6 @@ class Batch:
     index: int
 
 
-class InFlight:
-    """The batches queued on an engine, oldest first (at most ``backend.in_flight``), and each one's compute time.
-
-    A batch's compute time runs from when the engine could start it (submitted, or the batch ahead of it done) to
-    its end: with batches queued back to back that is the time between completions, and the times add up to the
-    time the engine was busy, as the NPU's do. The runner and the benchmark's table both time batches this way."""
-
-    def __init__(self, backend):
-        self.backend, self.queue, self.times, self.last_done = backend, collections.deque(), [], 0.0
-
-    def submit(self, feed: dict, tag=None) -> list:
-        """Queue a batch behind the ones ahead; returns the (tag, outputs) of those collected to make room for the
-        next, oldest first (the engine has this one to run meanwhile)."""
-        submitted = time.perf_counter()  # before: ONNX Runtime's submit runs the batch
-        self.queue.append((self.backend.submit(feed), submitted, tag))
-        return [self._collect_oldest() for _ in range(len(self.queue) - self.backend.in_flight + 1)]
-
-    def collect_all(self) -> list:
-        """The (tag, outputs) of every queued batch, oldest first."""
-        return [self._collect_oldest() for _ in range(len(self.queue))]
-
-    def _collect_oldest(self):
-        ticket, submitted, tag = self.queue.popleft()
-        result = self.backend.collect(ticket)
-        collected = time.perf_counter()
-        done = min(self.backend.finished_at(ticket) or collected, collected)
-        # an engine with several streams may finish a batch before the one ahead of it: that one then took no time
-        self.times.append(max(0.0, done - max(submitted, self.last_done)) * 1000)
-        self.last_done = max(self.last_done, done)
-        return tag, result
-
-    def drain(self) -> None:
-        """An interrupted run: let the engine finish what it started, untimed."""
-        while self.queue:
-            with contextlib.suppress(Exception):
-                self.backend.collect(self.queue.popleft()[0])
-
-
 def thread_cpu_s() -> dict:
     """The calling thread's CPU seconds so far, user and kernel (zeros where the OS does not count per thread)."""
     try:
@@ -292,7 +241,6 @@ def write_batches(in_q: queue.Queue, write_dir: Path, out_prefix: str, plan: Pla
                   written: Written, errors: list, io_cpu: dict) -> None:
     """The writer thread: each batch's outputs split per input file along the batch axis, as ais_bench does; its
     CPU time into ``io_cpu`` (the kernel's share is mostly creating the files)."""
-    ext = opts.outfmt.lower()
     # plain string work per file (no Path objects, no joins): at 1,000+ files a second this thread's every cycle
     # comes out of the cores the engine runs on
     write_prefix, out_prefix = os.path.join(write_dir, ""), os.path.join(out_prefix, "")
@@ -313,7 +261,7 @@ def write_batches(in_q: queue.Queue, write_dir: Path, out_prefix: str, plan: Pla
                                                                     f"{out.ndim} axes {list(out.shape)}")
                     parts = np.array_split(out, plan.per_batch, axis=opts.output_batchsize_axis)
                 for k in range(batch.real):
-                    name = f"{stems[k]}_{oi}.{ext}"
+                    name = aisbench.output_name(stems[k], oi, opts.outfmt)
                     if texts is not None:
                         write_file(write_prefix + name, texts[k])
                     else:
@@ -331,41 +279,12 @@ def write_batches(in_q: queue.Queue, write_dir: Path, out_prefix: str, plan: Pla
         io_cpu["writer"] = thread_cpu_s()
 
 
-# --- statistics --------------------------------------------------------------------------------------------
-
-def stats(ms: list[float]) -> dict:
-    """ais_bench's statistics block (zeros for an empty list, as it writes them)."""
-    a = np.asarray(ms, dtype=np.float64)
-    if not a.size:
-        return {"min": 0.0, "max": 0.0, "mean": 0.0, "median": 0.0, "percentile(99%)": 0.0, "count": 0}
-    return {"min": float(a.min()), "max": float(a.max()), "mean": float(a.mean()), "median": float(np.median(a)),
-            "percentile(99%)": float(np.percentile(a, 99)), "count": int(a.size)}
-
-
-def _stat_line(name: str, s: dict) -> str:
-    return (f"[INFO] {name} (ms): min = {s['min']}, max = {s['max']}, mean = {s['mean']}, "
-            f"median = {s['median']}, percentile(99%) = {s['percentile(99%)']}")
-
-
-def print_summary(summary: dict, batch: int, display_all: bool = False) -> None:
-    """ais_bench's closing lines (H2D/D2H only with --display_all_summary true, as in ais_bench)."""
-    print("[INFO] -----------------Performance Summary------------------")
-    if display_all and "H2D_latency" in summary:
-        print(_stat_line("H2D_latency", summary["H2D_latency"]))
-    print(_stat_line("NPU_compute_time", summary["NPU_compute_time"]))
-    if display_all and "D2H_latency" in summary:
-        print(_stat_line("D2H_latency", summary["D2H_latency"]))
-    print(f"[INFO] throughput 1000*batchsize.mean({batch})/NPU_compute_time.mean("
-          f"{summary['NPU_compute_time']['mean']}): {summary['throughput']}")
-    print("[INFO] ------------------------------------------------------", flush=True)
-
-
 # --- the run -------------------------------------------------------------------------------------------------
 
 def run(opts: RunOptions, log: Log, show_summary: bool = True, ready=None) -> dict:
     """Plan, read ahead, infer, write, summarise; returns the summary (what ``{dirname}_summary.json`` holds).
     ``ready()``, when given, is called after the warm-up and before the timed run (the workers' start line)."""
-    from poc.engines.backends import backend_for, input_spec
+    from poc.engines.pick import backend_for  # here: an .om run hands off to ais_bench without loading an engine
     opts.validate()
     backend = backend_for(opts.model).load(opts.model, opts.threads)
     spec = input_spec(backend, opts.model, opts.batchsize)
@@ -376,9 +295,9 @@ def run(opts: RunOptions, log: Log, show_summary: bool = True, ready=None) -> di
     plan = plan_batches(opts, spec, log)
     out_dir = None
     if opts.output is not None:
-        dirname = opts.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S")  # ais_bench's default: a timestamp
+        dirname = opts.output_dirname or aisbench.default_dirname()
         out_dir = os.path.join(opts.output, dirname)
-    summary_path = f"{out_dir}{SUMMARY_SUFFIX}" if out_dir else None
+    summary_path = aisbench.summary_path(out_dir) if out_dir else None
     inputs = {"--model": opts.model, **{f"--input {p}": p for p in (opts.input or "").split(",") if p.strip()}}
     outputs = OutputSet({"--output/--output_dirname": out_dir, "summary": summary_path}, inputs)
     write_outputs = out_dir is not None
@@ -446,12 +365,14 @@ def run(opts: RunOptions, log: Log, show_summary: bool = True, ready=None) -> di
         wall = time.perf_counter() - start
         if errors:
             raise errors[0]
-        summary = summarise(opts, plan, batch, in_flight.times, h2d, written, wall, backend,
-                            (start_time, time.time()), io_cpu)
+        images = len(plan.files) * opts.loop if plan.files else len(in_flight.times) * batch
+        summary = aisbench.summary_json(aisbench.RunRecord(
+            opts.argv, batch, in_flight.times, h2d, written.d2h_ms, written.filesinfo, len(plan.files), images, wall,
+            (start_time, time.time()), io_cpu, f"{backend.name()} {backend.version()}"))
         if summary_path:
             Path(outputs.file(summary_path)).write_text(json.dumps(summary))
     if show_summary:
-        print_summary(summary, batch, opts.display_all_summary)
+        aisbench.print_summary(summary, batch, opts.display_all_summary)
     n_out = sum(len(v["outfiles"]) for v in written.filesinfo.values())
     log(f"end to end: {summary['e2e']['images_per_s']:.1f} images/s over {wall:.1f} s "
         + (f"({len(plan.files)} files read, {n_out} outputs written" + (f" to {out_dir})" if write_outputs else ")")
@@ -459,29 +380,6 @@ def run(opts: RunOptions, log: Log, show_summary: bool = True, ready=None) -> di
     if summary_path:
         log(f"summary: {summary_path}")
     return summary
-
-
-def summarise(opts: RunOptions, plan: Plan, batch: int, compute, h2d, written: Written, wall: float, backend,
-              start_end: tuple[float, float] = (0.0, 0.0), io_cpu: dict | None = None) -> dict:
-    """ais_bench's summary (its keys in its order), then the CPU runner's additions."""
-    st = stats(compute)
-    images = len(plan.files) * opts.loop if plan.files else len(compute) * batch
-    return {
-        "filesinfo": {str(k): v for k, v in sorted(written.filesinfo.items())},
-        "args": opts.argv,
-        "NPU_compute_time": st, "H2D_latency": stats(h2d), "D2H_latency": stats(written.d2h_ms),
-        "throughput": 1000 * batch / st["mean"] if st["mean"] else 0,
-        "npu_compute_time_list": list(compute),
-        "pid": os.getpid(),
-        "batchsize": batch,
-        "start_time": start_end[0], "end_time": start_end[1],
-        "e2e": {"files": len(plan.files), "batches": len(compute), "wall_s": wall,
-                "images_per_s": images / wall if wall else 0.0,
-                # the I/O threads' CPU seconds (user, kernel): taken from the cores the engine runs on
-                "io_cpu_s": io_cpu or {}},
-        "device": f"CPU ({backend.name()} {backend.version()}): the NPU_* and H2D/D2H figures are CPU times "
-                  "(H2D = reading and batching the input files, D2H = writing outputs)",
-    }
 
 
 # --- several devices: one worker process each, as ais_bench runs one process per NPU ------------------------
@@ -527,7 +425,7 @@ def run_devices(opts: RunOptions, log: Log) -> float:
     interrupt reaches every worker once, and each removes its temporaries before the parent exits."""
     import multiprocessing
 
-    from poc.engines.backends import backend_for, input_spec
+    from poc.engines.pick import backend_for  # here: an .om run hands off to ais_bench without loading an engine
     opts.validate()
     devices = opts.devices
     spec = input_spec(backend_for(opts.model).load(opts.model, 1), opts.model, opts.batchsize)
@@ -537,7 +435,7 @@ def run_devices(opts: RunOptions, log: Log) -> float:
         groups = plan.groups
         per = -(-len(groups) // len(devices))
         shares = [[f for g in groups[i * per:(i + 1) * per] for f in g] for i in range(len(devices))]
-    dirname = opts.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S")
+    dirname = opts.output_dirname or aisbench.default_dirname()
     if opts.output is not None:
         OutputSet({"--output/--output_dirname": os.path.join(opts.output, dirname)},
                   {"--model": opts.model, **{f"--input {p}": p for p in (opts.input or "").split(",") if p.strip()}})
@@ -552,7 +450,7 @@ def run_devices(opts: RunOptions, log: Log) -> float:
     for k, i in enumerate(active):
         runs[k % n_workers].append((i, RunOptions(**{
             **vars(opts), "device": str(devices[i]), "threads": threads, "quiet": True, "files": shares[i],
-            "output_dirname": f"device{devices[i]}",
+            "output_dirname": aisbench.device_dirname(devices[i]),
             "output": os.path.join(opts.output, dirname) if opts.output is not None else None})))
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(n_workers), ctx.Queue()
@@ -587,9 +485,9 @@ def run_devices(opts: RunOptions, log: Log) -> float:
         raise ToolError(f"worker {failed[0][0]} (device {devices[failed[0][0]]}) failed: {name}: {message}")
     total = 0.0
     for index, throughput, start, end, _ in sorted(got):
-        print(f"i:{index} device_{devices[index]} throughput:{throughput} start_time:{start} end_time:{end}")
+        print(aisbench.device_line(index, devices[index], throughput, start, end))
         total += throughput
-    print(f"[INFO] summary throughput:{total}", flush=True)
+    print(aisbench.devices_total_line(total), flush=True)
     wall = max(g[3] for g in got) - min(g[2] for g in got)  # the workers started together (a barrier)
     images = len(plan.files) * opts.loop if plan.files else len(active) * opts.loop * spec.shape[0]
     where = os.path.join(opts.output, dirname, "device{" + ",".join(str(devices[i]) for i in active) + "}")
@@ -649,7 +547,7 @@ def parser() -> argparse.ArgumentParser:
                    help="also print the H2D and D2H latency lines (default: false)")
     p.add_argument("--output_batchsize_axis", type=int, default=0,
                    help="the outputs' batch axis, for splitting them per input file (default: 0)")
-    for flag in NPU_ONLY_FLAGS:
+    for flag in aisbench.NPU_ONLY_FLAGS:
         p.add_argument(flag, default=None, help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=0, help="CPU only: ONNX Runtime intra-op threads (0: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or log lines (the summary still prints)")
@@ -658,8 +556,8 @@ def parser() -> argparse.ArgumentParser:
 
 def options(argv: list[str]) -> RunOptions:
     args = parser().parse_args(argv)
-    given = [flag for flag in NPU_ONLY_FLAGS if getattr(args, flag[2:]) is not None]
-    kept = {k: v for k, v in vars(args).items() if f"--{k}" not in NPU_ONLY_FLAGS}
+    given = [flag for flag in aisbench.NPU_ONLY_FLAGS if getattr(args, flag[2:]) is not None]
+    kept = {k: v for k, v in vars(args).items() if f"--{k}" not in aisbench.NPU_ONLY_FLAGS}
     return RunOptions(**kept, argv=[sys.argv[0], *argv], npu_only=given)
 
 
@@ -671,7 +569,7 @@ def main(argv=None) -> int:
     if not model.is_file():
         raise InputError(model, "no such model file")
     if model.suffix == ".om":
-        return ascend.run_ais_bench(model, ascend.ais_bench_args(argv), log)
+        return ascend.run_ais_bench(model, aisbench.ais_bench_args(argv), log)
     if model.suffix not in (".onnx", ".xml"):
         raise InputError(model, "expected an .om (ais_bench), .onnx (ONNX Runtime) or .xml (OpenVINO) model")
     log(f"backend: cpu ({'OpenVINO' if model.suffix == '.xml' else 'ONNX Runtime'} runner; the model is "

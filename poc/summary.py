@@ -21,7 +21,8 @@ from poc.config import (
     SUMMARY_SUFFIX,
     compiled_model,
 )
-from poc.engines.backends import backend_for, same_source
+from poc.engines.pick import backend_for
+from poc.formats.model_file import same_source
 from poc.shared.aisbench import agreement, find_outputs, model_of, read_output_vector
 from poc.shared.errors import run_main
 from poc.shared.progress import versus

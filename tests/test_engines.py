@@ -11,7 +11,8 @@ import pytest
 from conftest import ROOT, built_once, env_with_path, fake_tool, identity_model, run_script, tool_calls
 
 from poc.compile import compile_cpu
-from poc.engines.backends import PRECISION_KEY, OnnxRuntimeBackend, OpenVinoBackend, native_bf16
+from poc.engines.onnxruntime import OnnxRuntimeBackend
+from poc.engines.openvino import PRECISION_KEY, OpenVinoBackend, native_bf16
 from poc.formats.aipp import parse_aipp
 from poc.shared.progress import Log
 
@@ -199,7 +200,7 @@ def test_batch_split_over_streams(tmp_path, batch, cores, want):
     """A batch goes to one stream per core in slices of MIN_STREAM_BATCH or more that divide it exactly."""
     import openvino as ov
 
-    from poc.engines.backends import MIN_STREAM_BATCH, batch_streams
+    from poc.engines.openvino import MIN_STREAM_BATCH, batch_streams
     assert MIN_STREAM_BATCH == 8  # the cases below are written for it
     onnx.save(_small_conv_model(batch), str(tmp_path / "m.onnx"))
     assert batch_streams(ov.Core().read_model(str(tmp_path / "m.onnx")), cores) == want
@@ -208,7 +209,7 @@ def test_batch_split_over_streams(tmp_path, batch, cores, want):
 def test_a_model_whose_batch_cannot_be_split_runs_whole(tmp_path):
     import openvino as ov
 
-    from poc.engines.backends import batch_streams
+    from poc.engines.openvino import batch_streams
     for name, model in (("nobatch", _small_conv_model(24, out_batch_dim=False)),
                         ("fixed", _small_conv_model(24, fixed_reshape=True))):
         onnx.save(model, str(tmp_path / f"{name}.onnx"))
@@ -268,7 +269,7 @@ def test_ctrl_c_after_models_come_and_go_is_an_interrupt_not_a_crash(both_engine
     _, models = both_engines
     script = (
         "import gc, os, signal, sys, time, numpy as np\n"
-        "from poc.engines.backends import OpenVinoBackend\n"
+        "from poc.engines.openvino import OpenVinoBackend\n"
         "first, second = (OpenVinoBackend().load(sys.argv[1]) for _ in range(2))\n"
         "[m.predict({'input': np.zeros((24, 32, 32, 3), np.uint8)}) for m in (first, second)]\n"
         "del first; gc.collect(); del second; gc.collect()\n"  # dropped in the order they came, not the reverse
@@ -307,7 +308,7 @@ def _qlinearconv_model(weights: list[np.ndarray], share_zero_point: bool = False
 
 
 def test_weight_zero_point_shift_is_exact_and_leaves_what_it_cannot_move():
-    from poc.compile import MIN_AMX_DEPTH, shift_weight_zero_points
+    from poc.engines.onnxruntime import MIN_AMX_DEPTH, shift_weight_zero_points
     rng = np.random.default_rng(4)
     deep = [rng.integers(-127, 128, (32, 32, 3, 3)).astype(np.int8) for _ in range(3)]  # depth 288
     assert 32 * 9 >= MIN_AMX_DEPTH > 4 * 9
@@ -330,11 +331,11 @@ def test_weight_zero_point_shift_is_exact_and_leaves_what_it_cannot_move():
 @pytest.mark.parametrize("amx", [True, False])
 def test_compile_moves_weight_zero_points_only_where_the_cpu_has_amx(both_engines, demo_workdir, tmp_path,
                                                                       monkeypatch, amx):
-    import poc.compile
-    monkeypatch.setattr(poc.compile, "amx_int8", lambda: amx)
+    import poc.engines.onnxruntime
+    monkeypatch.setattr(poc.engines.onnxruntime, "amx_int8", lambda: amx)
     out = compile_cpu(demo_workdir / "models" / "resnet50_quant_deploy_model.onnx", tmp_path / "m",
                       "input:24,3,32,32", ROOT / "aipp.conf", log=Log(True))
-    from poc.compile import MIN_AMX_DEPTH
+    from poc.engines.onnxruntime import MIN_AMX_DEPTH
     graph = onnx.load(str(out)).graph
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
     convs = [n for n in graph.node if n.op_type == "QLinearConv"]
@@ -391,7 +392,8 @@ class _RecordingEngine:
 def test_in_flight_times_batches_by_when_the_engine_finished_them(monkeypatch):
     """Two batches collected late, one right after the other, keep the times the engine noted (finished_at), not
     one long and one of microseconds; a batch finished before the one ahead of it took no time of its own."""
-    from poc import runner
+    import poc.engines.base
+    from poc.engines.base import InFlight
     clock = iter([0.0, 1.0, 9.0, 9.00001, 10.0, 12.0, 12.5])  # perf_counter: submits and collects, in call order
 
     class Noted(_RecordingEngine):
@@ -399,8 +401,8 @@ def test_in_flight_times_batches_by_when_the_engine_finished_them(monkeypatch):
 
         def finished_at(self, ticket):
             return self.finished[ticket[0]]
-    monkeypatch.setattr(runner.time, "perf_counter", lambda: next(clock))
-    queued, feed = runner.InFlight(Noted()), {"input": np.ones((4, 2), np.float32)}
+    monkeypatch.setattr(poc.engines.base.time, "perf_counter", lambda: next(clock))
+    queued, feed = InFlight(Noted()), {"input": np.ones((4, 2), np.float32)}
     queued.submit(feed)  # submitted 0.0
     queued.submit(feed)  # submitted 1.0; batch 0 collected at 9.0 (finished 3.0)
     queued.submit(feed)  # submitted 9.00001; batch 1 collected at 10.0 (finished 5.0)
@@ -408,7 +410,7 @@ def test_in_flight_times_batches_by_when_the_engine_finished_them(monkeypatch):
     assert queued.times == pytest.approx([3000.0, 2000.0, (11.0 - 9.00001) * 1000])
     Noted.finished = {0: 3.0, 1: 2.0}  # the second batch finished first (another stream): no time of its own
     clock = iter([0.0, 1.0, 4.0, 5.0])
-    queued = runner.InFlight(Noted())
+    queued = InFlight(Noted())
     queued.submit(feed)
     queued.submit(feed)
     queued.collect_all()
@@ -418,11 +420,11 @@ def test_in_flight_times_batches_by_when_the_engine_finished_them(monkeypatch):
 def test_two_batches_in_flight_keep_outputs_with_their_inputs(tmp_path, monkeypatch):
     """With an engine that runs two batches at once, every output file still holds its own input's result, each run
     of each batch (--loop 2) gets a compute time, and no more than two batches are ever outstanding."""
-    import poc.engines.backends
+    import poc.engines.pick
     from poc import runner
     from poc.shared.aisbench import format_txt
     engine = _RecordingEngine()
-    monkeypatch.setattr(poc.engines.backends, "backend_for", lambda _model: engine)
+    monkeypatch.setattr(poc.engines.pick, "backend_for", lambda _model: engine)
     data = tmp_path / "bins"
     data.mkdir()
     values = {f"img{i}": np.array([i, -i / 3], np.float32) for i in range(10)}  # 10 files: batches of 4, 4, 2+2 pad
@@ -496,7 +498,7 @@ def _with_batch(model, batch):
 def test_batch_along_the_width_is_exact_and_leaves_the_batch_free():
     """Only the plain 3x3 convolutions with 4x4 outputs are rewritten (one strided, one not); the outputs equal the
     original's to float rounding, also at a batch other than the one the rewrite saw."""
-    from poc.engines.wide_conv import lay_batch_along_width
+    from poc.engines.batch_along_width import lay_batch_along_width
     wide, changed = lay_batch_along_width(_small_maps_model(5))
     assert changed == 2
     assert sorted(n.name for n in wide.graph.node if n.op_type == "Conv") == ["a", "b", "c", "d", "e"]

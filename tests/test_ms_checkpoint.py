@@ -144,7 +144,7 @@ def test_export_of_a_pets_checkpoint(pets_checkpoint, tmp_path):
     m = onnx.load(str(tmp_path / PETS / "models" / "end2end.onnx"))
     assert "ScatterND" not in {n.op_type for n in m.graph.node}
     assert [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")] == [11]
-    from poc.engines.backends import OnnxRuntimeBackend
+    from poc.engines.onnxruntime import OnnxRuntimeBackend
     x = np.random.default_rng(1).standard_normal((2, 3, 96, 96)).astype(np.float32)
     got = OnnxRuntimeBackend().load(tmp_path / PETS / "models" / "end2end.onnx").predict({"input": x})[0]
     with torch.no_grad():

@@ -14,7 +14,7 @@ import torch
 from conftest import run_script, tiny_classifier_onnx
 from onnx import TensorProto, helper
 
-from poc.engines.backends import OnnxRuntimeBackend
+from poc.engines.onnxruntime import OnnxRuntimeBackend
 from poc.formats import ms_lite
 from poc.formats.ms_lite import read_ms, write_ms
 from poc.formats.ms_lite_onnx import evaluate, from_onnx, to_onnx

@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT, fake_ais_bench, identity_model, run_script, tiny_model
 
 from poc import config
-from poc.engines.backends import OnnxRuntimeBackend
+from poc.engines.onnxruntime import OnnxRuntimeBackend
 from poc.formats.aipp import fold_into_model, parse_aipp
 
 # The tree is the map: poc/ holds the stage fronts (and config and profiles, the facts every layer reads); beneath it
@@ -303,7 +303,7 @@ def test_the_source_of_a_model_travels_from_export_through_quantize_and_compile(
     import hashlib
 
     from poc.compile import compile_cpu
-    from poc.engines.backends import model_source
+    from poc.formats.model_file import model_source
     from poc.shared.progress import Log
     want = hashlib.sha256((demo_workdir / "models" / "demo.pth").read_bytes()).hexdigest()
     assert model_source(demo_workdir / "models" / "end2end.onnx") == want
@@ -319,7 +319,7 @@ def test_the_source_of_a_model_travels_from_export_through_quantize_and_compile(
 
 
 def test_models_of_two_networks_are_not_combined(tmp_path):
-    from poc.engines.backends import same_source
+    from poc.formats.model_file import same_source
     a = _with_source(tiny_model(tmp_path / "a.onnx"), "a" * 64)
     b = _with_source(tiny_model(tmp_path / "b.onnx"), "b" * 64)
     same_source({"A": a, "A again": a, "unknown": tiny_model(tmp_path / "c.onnx"), "missing": tmp_path / "none"})

@@ -19,7 +19,7 @@ import torch
 
 from poc import profiles
 from poc.config import INPUT_NAME, MEAN_RGB_255, ONNX_OPSET, STD_RGB_255
-from poc.engines.backends import OnnxRuntimeBackend
+from poc.engines.onnxruntime import OnnxRuntimeBackend
 from poc.formats import cifar
 from poc.formats.ms_lite import write_ms
 from poc.formats.ms_lite_onnx import from_onnx

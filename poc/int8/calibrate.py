@@ -17,7 +17,7 @@ import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader
 
 from poc.config import INPUT_NAME
-from poc.engines.backends import OnnxRuntimeBackend
+from poc.engines.onnxruntime import OnnxRuntimeBackend
 from poc.formats.quant_cfg import QuantConfig
 from poc.shared.errors import InputError
 from poc.shared.progress import Log

@@ -17,7 +17,7 @@ import onnx
 import onnxruntime as ort
 
 from poc.config import BATCH_SIZE
-from poc.engines.backends import OnnxRuntimeBackend
+from poc.engines.onnxruntime import OnnxRuntimeBackend
 from poc.shared.aisbench import agreement
 from poc.shared.bins import normalise
 from poc.shared.errors import StageError

@@ -18,7 +18,7 @@ from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from poc.config import CPU_QUANTIZER_KEY
-from poc.engines.backends import load_onnx
+from poc.formats.model_file import load_onnx
 from poc.formats.quant_cfg import QuantConfig
 from poc.int8.calibrate import BatchReader, Ranges
 from poc.shared.errors import InputError

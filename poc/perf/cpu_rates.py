@@ -11,7 +11,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper, shape_inference
 
-from poc.engines.backends import OnnxRuntimeBackend, OpenVinoBackend, load_onnx, native_bf16
+from poc.engines.onnxruntime import OnnxRuntimeBackend
+from poc.engines.openvino import OpenVinoBackend, native_bf16
+from poc.formats.model_file import load_onnx
 
 MATMUL_N = 2048  # the matrix multiply: [N,N] x [N,N], 8.6 GMAC a run
 # the 1x1 convolutions: a chain of CONV_DEPTH layers C -> C channels over a batch of CONV_BATCH maps of HW x HW

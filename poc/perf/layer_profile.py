@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from poc.config import IMAGE_CHANNELS, INPUT_NAME
-from poc.engines.backends import backend_for, input_spec
+from poc.engines.base import input_spec
+from poc.engines.pick import backend_for
 from poc.perf.cpu_rates import layer_macs
 
 # what each engine appends to the source model's node name

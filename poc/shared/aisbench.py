@@ -1,14 +1,18 @@
-"""The ais_bench contract on disk: its output names and formats (TXT / NPY / BIN), reading an input or output file
-with a bound, the outputs of a run beside their labels, and how two runs' outputs agree."""
+"""The ais_bench contract, in one place: which of its flags the CPU runner takes, its output names and formats
+(TXT / NPY / BIN), the output folder's layout (one folder per device), the statistics block and the lines it prints,
+the summary JSON; reading an input or output file with a bound, the outputs of a run beside their labels, and how two
+runs' outputs agree."""
 from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from poc.config import SUMMARY_SUFFIX
 from poc.shared.bins import natural_key, read_labels
 from poc.shared.errors import InputError, first_line, read_regular, regular_file
 
@@ -224,3 +228,129 @@ def agreement(ref: np.ndarray, got: np.ndarray) -> tuple[float, float]:
     """Top-1 agreement (%) and mean cosine of two models' outputs for the same images (rows)."""
     cos = (ref * got).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1) + 1e-12)
     return float((ref.argmax(1) == got.argmax(1)).mean() * 100), float(cos.mean())
+
+# --- the command line: which flags the CPU runner takes and which it hands to ais_bench ----------------------
+
+# ais_bench flags with no meaning for the CPU runner: accepted (so a ModelZoo command line works unchanged),
+# handed to ais_bench as given for an .om, and named in one log line on the CPU. value: takes an argument.
+NPU_ONLY_FLAGS = {
+    "--debug": True, "--run_mode": True, "--dymBatch": True, "--dymHW": True, "--dymDims": True,
+    "--dymShape": True, "--dymShape_range": True, "--outputSize": True, "--auto_set_dymshape_mode": True,
+    "--auto_set_dymdims_mode": True, "--profiler": True, "--profiler_rename": True, "--dump": True,
+    "--dump_npy": True, "--acl_json_path": True, "--aipp_config": True, "--energy_consumption": True,
+    "--npu_id": True, "--backend": True, "--perf": True, "--pipeline": True, "--threadnum": True,
+    "--divide_input": True,
+}
+
+CPU_ONLY_FLAGS = {"--quiet": 0, "--threads": 1}  # the CPU runner's own flags, not handed to ais_bench
+
+
+def ais_bench_args(argv: list[str]) -> list[str]:
+    """The command line as given, less the CPU runner's own flags."""
+    out, skip = [], 0
+    for a in argv:
+        if skip:
+            skip -= 1
+            continue
+        flag = a.split("=", 1)[0]
+        if flag in CPU_ONLY_FLAGS:
+            skip = CPU_ONLY_FLAGS[flag] if "=" not in a else 0
+            continue
+        out.append(a)
+    return out
+
+
+# --- the output layout ---------------------------------------------------------------------------------------
+
+def default_dirname() -> str:
+    """ais_bench's --output_dirname when none is given: the start time."""
+    return time.strftime("%Y_%m_%d-%H_%M_%S")
+
+
+def output_name(stem: str, index: int, fmt: str) -> str:
+    """An output file's name: {input stem}_{output index}.{txt|npy|bin} (OUTPUT_NAME_RE reads it back)."""
+    return f"{stem}_{index}.{fmt.lower()}"
+
+
+def summary_path(out_dir: str) -> str:
+    """Where a run's summary JSON goes: beside its output folder."""
+    return f"{out_dir}{SUMMARY_SUFFIX}"
+
+
+def device_dirname(device: int) -> str:
+    """A device's output folder (and summary stem) under --output_dirname with --device 0,1."""
+    return f"device{device}"
+
+
+def device_line(index: int, device: int, throughput: float, start: float, end: float) -> str:
+    return f"i:{index} device_{device} throughput:{throughput} start_time:{start} end_time:{end}"
+
+
+def devices_total_line(total: float) -> str:
+    return f"[INFO] summary throughput:{total}"
+
+
+# --- the statistics block, its printed lines and the summary JSON --------------------------------------------
+
+def stats(ms: list[float]) -> dict:
+    """ais_bench's statistics block (zeros for an empty list, as it writes them)."""
+    a = np.asarray(ms, dtype=np.float64)
+    if not a.size:
+        return {"min": 0.0, "max": 0.0, "mean": 0.0, "median": 0.0, "percentile(99%)": 0.0, "count": 0}
+    return {"min": float(a.min()), "max": float(a.max()), "mean": float(a.mean()), "median": float(np.median(a)),
+            "percentile(99%)": float(np.percentile(a, 99)), "count": int(a.size)}
+
+
+def stat_line(name: str, s: dict) -> str:
+    return (f"[INFO] {name} (ms): min = {s['min']}, max = {s['max']}, mean = {s['mean']}, "
+            f"median = {s['median']}, percentile(99%) = {s['percentile(99%)']}")
+
+
+def print_summary(summary: dict, batch: int, display_all: bool = False) -> None:
+    """ais_bench's closing lines (H2D/D2H only with --display_all_summary true, as in ais_bench)."""
+    print("[INFO] -----------------Performance Summary------------------")
+    if display_all and "H2D_latency" in summary:
+        print(stat_line("H2D_latency", summary["H2D_latency"]))
+    print(stat_line("NPU_compute_time", summary["NPU_compute_time"]))
+    if display_all and "D2H_latency" in summary:
+        print(stat_line("D2H_latency", summary["D2H_latency"]))
+    print(f"[INFO] throughput 1000*batchsize.mean({batch})/NPU_compute_time.mean("
+          f"{summary['NPU_compute_time']['mean']}): {summary['throughput']}")
+    print("[INFO] ------------------------------------------------------", flush=True)
+
+
+@dataclass
+class RunRecord:
+    """What a finished CPU run measured, for its summary JSON."""
+
+    argv: list[str]
+    batch: int
+    compute_ms: list[float]  # each batch's compute time (NPU_compute_time)
+    h2d_ms: list[float]  # reading and batching each batch's input files
+    d2h_ms: list[float]  # writing each batch's outputs
+    filesinfo: dict  # {sample index: {"infiles": [...], "outfiles": [...]}}
+    files: int  # input files read (0: pure inference)
+    images: int
+    wall_s: float
+    start_end: tuple[float, float]
+    io_cpu_s: dict  # the I/O threads' CPU seconds (user, kernel): taken from the cores the engine runs on
+    engine: str  # "onnxruntime 1.23.2"
+
+
+def summary_json(run: RunRecord) -> dict:
+    """ais_bench's summary (its keys in its order), then the CPU runner's additions."""
+    st = stats(run.compute_ms)
+    return {
+        "filesinfo": {str(k): v for k, v in sorted(run.filesinfo.items())},
+        "args": run.argv,
+        "NPU_compute_time": st, "H2D_latency": stats(run.h2d_ms), "D2H_latency": stats(run.d2h_ms),
+        "throughput": 1000 * run.batch / st["mean"] if st["mean"] else 0,
+        "npu_compute_time_list": list(run.compute_ms),
+        "pid": os.getpid(),
+        "batchsize": run.batch,
+        "start_time": run.start_end[0], "end_time": run.start_end[1],
+        "e2e": {"files": run.files, "batches": len(run.compute_ms), "wall_s": run.wall_s,
+                "images_per_s": run.images / run.wall_s if run.wall_s else 0.0, "io_cpu_s": run.io_cpu_s},
+        "device": f"CPU ({run.engine}): the NPU_* and H2D/D2H figures are CPU times "
+                  "(H2D = reading and batching the input files, D2H = writing outputs)",
+    }

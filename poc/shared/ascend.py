@@ -101,24 +101,6 @@ def atc_command(*, framework, model, output, input_format, input_shape, insert_o
 
 # --- ais_bench ---------------------------------------------------------------------------------------------
 
-CPU_ONLY_FLAGS = {"--quiet": 0, "--threads": 1}  # the CPU runner's own flags, not handed to ais_bench
-
-
-def ais_bench_args(argv: list[str]) -> list[str]:
-    """The command line as given, less the CPU runner's own flags."""
-    out, skip = [], 0
-    for a in argv:
-        if skip:
-            skip -= 1
-            continue
-        flag = a.split("=", 1)[0]
-        if flag in CPU_ONLY_FLAGS:
-            skip = CPU_ONLY_FLAGS[flag] if "=" not in a else 0
-            continue
-        out.append(a)
-    return out
-
-
 def run_ais_bench(model, ais_args: list[str], log) -> int:
     """``python3 -m ais_bench ...`` with an interpreter that can import it: this one, else python3 on PATH."""
     for py in (sys.executable, "python3"):

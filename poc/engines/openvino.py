@@ -1,118 +1,29 @@
-"""CPU inference backends, each a small object as in the MLPerf inference reference (name, version, load,
-predict): ONNX Runtime (the reference) and OpenVINO (the second engine, for ``.xml`` IR models); and the one place
-an ONNX file is parsed. ``backend_for(model)`` picks the engine from the model file, as the runner does."""
+"""The second CPU engine: OpenVINO. Its backend (an IR's own inference precision, one stream per core on slices
+of the batch, two batches in flight), and its compile: an IR with the batch fixed and the AIPP stage as OpenVINO's
+pre-processing, the precision ATC's --precision_mode asks for, and float convolutions on small maps rewritten to
+lay the batch along the width. ``openvino`` itself is imported where it is used: the ONNX Runtime paths and the
+runner's ``.om`` hand-off import this module's names without loading it."""
 from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import os
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 from poc.config import SOURCE_KEY
-from poc.shared.errors import InputError, regular_file
+from poc.engines.batch_along_width import lay_batch_along_width
+from poc.formats.aipp import Aipp, fold_into_model
+from poc.formats.model_file import has_qdq
+from poc.shared.errors import InputError, OutputSet, StageError, first_line, regular_file
+from poc.shared.progress import Log
 
-
-def load_onnx(path, load_external_data: bool = True) -> onnx.ModelProto:
-    """Parse an ONNX file; anything unreadable is one line about the file."""
-    path = regular_file(path, "model file")
-    try:
-        return onnx.load(str(path), load_external_data=load_external_data)
-    except Exception as err:  # noqa: BLE001 - any parse failure is one line about this file
-        raise InputError(path, f"not an ONNX model ({type(err).__name__})") from None
-
-
-def model_source(path) -> str | None:
-    """The sha256 of the weights ``path`` was made from (SOURCE_KEY, written by the export and carried on by the
-    quantize and compile stages), or None for a model made elsewhere (AMCT, ATC, a model of the user's)."""
-    path = Path(path)
-    if path.suffix.lower() == ".xml":  # an OpenVINO IR keeps it in its rt_info, at the end of the XML
-        import xml.etree.ElementTree as ElementTree
-        try:
-            node = ElementTree.parse(regular_file(path, "model file")).getroot().find(f"rt_info/{SOURCE_KEY}")
-        except ElementTree.ParseError:
-            raise InputError(path, "not an OpenVINO IR (the XML does not parse)") from None
-        return None if node is None else node.get("value")
-    if path.suffix.lower() != ".onnx":
-        return None
-    meta = {p.key: p.value for p in load_onnx(path, load_external_data=False).metadata_props}
-    return meta.get(SOURCE_KEY)
-
-
-def same_source(models: dict[str, object]) -> None:
-    """Refuse, in one line, models that were made from different weights ({what: path}): the figures of one network
-    beside another's compare nothing. Models whose source is not recorded are let through."""
-    known = [(what, path, model_source(path)) for what, path in models.items() if path and Path(path).is_file()]
-    known = [k for k in known if k[2]]
-    for what, path, source in known[1:]:
-        if source != known[0][2]:
-            raise InputError(path, f"{what} was made from other weights (sha256 {source[:12]}...) than "
-                                   f"{known[0][0]} {known[0][1]} ({known[0][2][:12]}...): two networks' figures do "
-                                   "not compare; use models of one profile's run")
-
-
-class OnnxRuntimeBackend:
-    """ONNX Runtime on the CPU."""
-
-    def name(self) -> str:
-        return "onnxruntime"
-
-    def version(self) -> str:
-        return ort.__version__
-
-    def load(self, model, threads: int = 0, spin: bool = True, level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-             optimized_path=None, profile_prefix=None) -> OnnxRuntimeBackend:
-        """``model``: a path or serialized bytes. ``spin=False``: idle pool threads sleep instead of spinning
-        (needed when two sessions take turns on the same cores). ``optimized_path``: also save the graph as
-        optimised at ``level``. ``profile_prefix``: time every node (``session.end_profiling()`` writes the JSON)."""
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = level
-        opts.intra_op_num_threads = threads
-        if optimized_path is not None:
-            opts.optimized_model_filepath = str(optimized_path)
-        if not spin:
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if profile_prefix is not None:
-            opts.enable_profiling, opts.profile_file_prefix = True, str(profile_prefix)
-        source = model if isinstance(model, bytes) else str(regular_file(model, "model file"))
-        try:
-            self.session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
-        except Exception as err:  # noqa: BLE001 - any load failure is one line about this file
-            where = "the model" if isinstance(model, bytes) else model
-            raise InputError(where, f"ONNX Runtime cannot load it ({str(err).splitlines()[0][:160]})") from None
-        self.inputs = self.session.get_inputs()
-        self.outputs = [o.name for o in self.session.get_outputs()]
-        return self
-
-    def input_info(self) -> list[tuple[str, np.dtype | None, list]]:
-        """(name, element type, shape with None for a dynamic dimension) of every input."""
-        return [(i.name, np.dtype(_ORT_TYPES[i.type]) if i.type in _ORT_TYPES else None,
-                 [d if isinstance(d, int) else None for d in i.shape]) for i in self.inputs]
-
-    def predict(self, feed: dict) -> list[np.ndarray]:
-        return self.session.run(self.outputs, feed)
-
-    # One batch at a time: submit() runs it and collect() hands its outputs back (the runner's loop is the same for
-    # both engines).
-    in_flight = 1
-
-    def submit(self, feed: dict):
-        return self.predict(feed)
-
-    def collect(self, ticket) -> list[np.ndarray]:
-        return ticket
-
-    def finished_at(self, ticket) -> float | None:
-        """When a collected batch finished (``time.perf_counter``); None: when ``collect`` returned (submit ran it)."""
-        return None
-
+SUFFIX = ".xml"
 
 # Inference precisions of the OpenVINO engine, as an IR's rt_info names them (written by the compile stage).
 PRECISION_KEY = "poc_inference_precision"
@@ -125,23 +36,6 @@ def openvino_core():
     freed, so that the next signal (Ctrl-C) crashes the process (OpenVINO 2026.4, seen with two models)."""
     import openvino as ov
     return ov.Core()
-
-
-def cpuinfo(field: str) -> str:
-    """The first ``field`` line of /proc/cpuinfo (``model name``, ``flags``), '' where there is none."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == field:
-                return value.strip()
-    except OSError:
-        pass
-    return ""
-
-
-def amx_int8() -> bool:
-    """The CPU has AMX-INT8 matrix units (the ``amx_int8`` flag of /proc/cpuinfo; False where there is none)."""
-    return "amx_int8" in cpuinfo("flags").split()
 
 
 def native_bf16() -> bool:
@@ -299,47 +193,50 @@ def batch_streams(model, cores: int) -> int:
     return max(s for s in range(1, min(cores, batch) + 1) if batch % s == 0 and (s == 1 or batch // s >= MIN_STREAM_BATCH))
 
 
-MAX_INPUT_BYTES = 1 << 30  # one batch of the model's input: 24 x 3 x 1024 x 1024 float32 is 288 MiB
+def compile_model(model: onnx.ModelProto, aipp: Aipp | None, shape: list[int], name: str, precision: str, out: Path,
+                  outputs: OutputSet, log: Log) -> Path:
+    """An OpenVINO IR: the batch fixed and the AIPP stage as OpenVINO's pre-processing, so its input is the OM's."""
+    import openvino as ov
+    from openvino.preprocess import PrePostProcessor
+    outputs.file(out)  # makes the output folder (and checks it can be written) before the scratch folder goes there
+    source = {p.key: p.value for p in model.metadata_props}.get(SOURCE_KEY)
+    with tempfile.TemporaryDirectory(prefix=".ov.", dir=out.parent) as tmp:
+        fixed = Path(tmp) / "fixed.onnx"
+        model = fold_into_model(model, None, shape, input_name=name)
+        widened = 0
+        if precision in ("f32", "bf16") and not has_qdq(model):
+            model, widened = lay_batch_along_width(model)
+        onnx.save(model, str(fixed))
+        try:
+            ov_model = ov.convert_model(str(fixed))
+        except Exception as err:  # noqa: BLE001 - a conversion failure is one line
+            raise StageError(f"OpenVINO cannot convert the model: {first_line(err)}") from None
+    if aipp is not None:
+        ppp = PrePostProcessor(ov_model)
+        port = ppp.input(name)
+        port.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")) \
+            .set_shape([shape[0], aipp.src_h, aipp.src_w, 3])
+        port.model().set_layout(ov.Layout("NCHW"))
+        steps = port.preprocess().convert_element_type(ov.Type.f32)
+        if aipp.crop:
+            h0, w0, h, w = aipp.crop
+            steps.crop([0, h0, w0, 0], [shape[0], h0 + h, w0 + w, 3])
+        if aipp.swap_rb:
+            steps.reverse_channels()
+        # AIPP: (x - mean_chn - min_chn) * var_reci_chn; OpenVINO's scale divides, so 1 / var_reci_chn.
+        steps.mean([float(m + n) for m, n in zip(aipp.mean, aipp.min, strict=True)])
+        steps.scale([float(1.0 / v) for v in aipp.var_reci])
+        ov_model = ppp.build()
+    ov_model.set_rt_info(precision, [PRECISION_KEY])
+    if source:  # which weights it was made from, as the ONNX files say in their metadata
+        ov_model.set_rt_info(source, [SOURCE_KEY])
+    with outputs, tempfile.TemporaryDirectory(prefix=".ov.", dir=out.parent) as tmp:
+        ov.save_model(ov_model, str(Path(tmp) / "model.xml"), compress_to_fp16=False)
+        os.replace(Path(tmp) / "model.xml", outputs.file(out))
+        os.replace(Path(tmp) / "model.bin", outputs.file(out.with_suffix(".bin")))
+    log(f"wrote {out} (+ {out.with_suffix('.bin').name}): OpenVINO IR, input {name} "
+        + (f"uint8 NHWC [{shape[0]},{aipp.src_h},{aipp.src_w},3] with AIPP as pre-processing" if aipp
+           else f"float32 NCHW {shape}") + f", inference precision {precision.upper()}"
+        + (f"; {widened} convolutions on small maps with the batch along the width" if widened else ""))
+    return out
 
-
-def backend_for(model_path):
-    """The engine that runs a compiled model file: ``.xml`` -> OpenVINO, ``.onnx`` -> ONNX Runtime."""
-    return OpenVinoBackend() if str(model_path).lower().endswith(".xml") else OnnxRuntimeBackend()
-
-
-@dataclass
-class InputSpec:
-    """The one input a compiled model takes: its name, element type and (batch-fixed) shape."""
-
-    name: str
-    dtype: np.dtype
-    shape: tuple[int, ...]
-
-    @property
-    def nbytes(self) -> int:
-        return math.prod(self.shape) * self.dtype.itemsize  # a Python int: no overflow for absurd shapes
-
-
-_ORT_TYPES = {"tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(float)": np.float32,
-              "tensor(float16)": np.float16, "tensor(int32)": np.int32, "tensor(int64)": np.int64}
-
-
-def input_spec(backend, model_path, batchsize: int | None) -> InputSpec:
-    """The model's single input; a dynamic batch is fixed to ``batchsize`` (1 when not given)."""
-    info = backend.input_info()
-    if len(info) != 1:
-        raise InputError(model_path, f"has {len(info)} inputs; the runner feeds single-input models")
-    name, dtype, shape = info[0]
-    if dtype is None:
-        raise InputError(model_path, f"the type of input {name} is not supported")
-    shape = list(shape)
-    if shape and shape[0] is None:
-        shape[0] = batchsize or 1
-    if not all(isinstance(d, int) and d > 0 for d in shape):
-        raise InputError(model_path, f"input shape {info[0][2]} is dynamic beyond the batch; compile it with "
-                                     "atc_convert.sh first")
-    spec = InputSpec(name, dtype, tuple(shape))
-    if spec.nbytes > MAX_INPUT_BYTES:  # checked before a batch of it is allocated
-        raise InputError(model_path, f"input {name} {list(shape)} is {spec.nbytes} bytes a batch, more than the "
-                                     f"{MAX_INPUT_BYTES >> 20} MiB the runner allows")
-    return spec
