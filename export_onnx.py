@@ -98,7 +98,8 @@ def main():
     exporter = choose_exporter(args.exporter, log)
     if exporter == "mmdeploy" and args.random_init:
         raise ExportError("--random_init works with the native exporter only")
-    export_onnx(model, Path(args.work_dir) / args.output, desc, exporter, args.checkpoint, args.config, log)
+    export_onnx(model, Path(args.work_dir) / args.output, desc, exporter, args.checkpoint, args.config, log,
+                profile.image_hw, profile.mean_rgb_255, profile.std_rgb_255)
 
 
 if __name__ == "__main__":

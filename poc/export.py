@@ -22,16 +22,18 @@ import torch
 
 from poc.config import (
     IMAGE_CHANNELS,
-    IMAGE_HW,
     INPUT_NAME,
-    MEAN_RGB_255,
     ONNX_OPSET,
     OUTPUT_NAME,
+    PUBLISHED_ASSETS_SHA256,
     SOURCE_KEY,
-    STD_RGB_255,
 )
 from poc.engines.onnxruntime import OnnxRuntimeBackend
+from poc.formats.ms_ckpt import read_ckpt
+from poc.formats.ms_lite import read_ms
+from poc.formats.ms_lite_onnx import contract_output, to_onnx
 from poc.models.mmcls_resnet import ImageClassifier
+from poc.models.pruned_resnet import PrunedResNet50, fold_scatter, ms_name, read_index
 from poc.models.torch_onnx import torchscript_export
 from poc.shared.errors import InputError, StageError, atomic_path, first_line
 from poc.shared.progress import Log
@@ -91,7 +93,7 @@ def _torchscript_exporter_by_default():
         torch.onnx.export = real
 
 
-def export_mmdeploy(model: ImageClassifier, model_config, path) -> None:
+def export_mmdeploy(model: ImageClassifier, model_config, path, hw: int) -> None:
     """mmdeploy's ``torch2onnx`` with the deploy config above, as ``tools/deploy.py`` runs it, on a weights-only copy
     of the checkpoint (the model given was loaded by us, with ``--trust_checkpoint`` if it needed it, so mmdeploy's
     own ``torch.load`` never has to trust the file). Everything mmdeploy writes stays in a scratch folder."""
@@ -106,7 +108,7 @@ def export_mmdeploy(model: ImageClassifier, model_config, path) -> None:
         model_config = Path(mmpretrain.__file__).parent / ".mim" / "configs" / MMPRETRAIN_CONFIG
     path = Path(path)
     deploy_cfg = Config(MMDEPLOY_DEPLOY_CFG)
-    img = np.zeros((IMAGE_HW, IMAGE_HW, IMAGE_CHANNELS), np.uint8)
+    img = np.zeros((hw, hw, IMAGE_CHANNELS), np.uint8)
     with tempfile.TemporaryDirectory(prefix=".mmdeploy.", dir=path.parent) as work:
         weights = Path(work) / "weights.pth"
         torch.save({"meta": {}, "state_dict": model.state_dict()}, weights)
@@ -137,48 +139,59 @@ def add_metadata(path, meta: dict) -> None:
     onnx.save(model, str(path))
 
 
-def parity(model: ImageClassifier, path, batch: int = 4, seed: int = 0) -> float:
-    """Max |ONNX Runtime - PyTorch| on a random normalised batch."""
-    x = torch.from_numpy(np.random.default_rng(seed).standard_normal((batch, IMAGE_CHANNELS, IMAGE_HW, IMAGE_HW))
-                         .astype(np.float32))
+def random_input(batch: int, hw: int, seed: int = 0) -> np.ndarray:
+    """A random normalised batch [batch, 3, hw, hw] for the parity checks."""
+    return np.random.default_rng(seed).standard_normal((batch, IMAGE_CHANNELS, hw, hw)).astype(np.float32)
+
+
+def torch_outputs(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     with torch.no_grad():
-        want = model(x).numpy()
-    got = OnnxRuntimeBackend().load(path).predict({INPUT_NAME: x.numpy()})[0]
-    return float(np.abs(got - want).max())
+        return model(torch.from_numpy(x)).numpy()
+
+
+def check_and_compare(tmp: Path, out_path: Path, x: np.ndarray, want: np.ndarray, against: str, log: Log) -> None:
+    """The written file at ``tmp`` through ``onnx.checker``, then run on ONNX Runtime on ``x`` and compared with
+    ``want`` (``against``'s own outputs); any failure is an ExportError, and the file is not renamed into place."""
+    try:
+        onnx.checker.check_model(str(tmp), full_check=True)
+    except onnx.checker.ValidationError as err:
+        raise ExportError(f"onnx.checker rejected the exported graph: {first_line(err)}") from None
+    got = OnnxRuntimeBackend().load(tmp).predict({INPUT_NAME: x})[0]
+    diff = float(np.abs(got - want).max())
+    verdict = "ok" if diff <= PARITY_TOLERANCE else "FAILED"  # NaN compares False: a NaN diff fails
+    log(f"parity ONNX Runtime vs {against} (batch {len(x)}): max abs diff {diff:.2e} (tolerance "
+        f"{PARITY_TOLERANCE:g}) {verdict}")
+    if not diff <= PARITY_TOLERANCE:
+        raise ExportError(f"ONNX Runtime and {against} differ by {diff:.2e} > {PARITY_TOLERANCE:g}; "
+                          f"{out_path} not written")
+
+
+def log_written(out_path: Path, nodes: int, spatial: str, num_classes: int, log: Log) -> None:
+    log(f"wrote {out_path}: opset {ONNX_OPSET}, {nodes} nodes, input {INPUT_NAME} [batch,3,{spatial}], "
+        f"output {OUTPUT_NAME} [batch,{num_classes}]")
 
 
 def export_onnx(model: ImageClassifier, out_path, checkpoint_desc: str, exporter: str = "native",
-                checkpoint=None, model_config=None, log: Log | None = None) -> Path:
+                checkpoint=None, model_config=None, log: Log | None = None, hw: int = 32, mean=(), std=()) -> Path:
     """Export, add metadata, check, compare with PyTorch; the file appears at ``out_path`` only if all pass."""
     log = log or Log(stage="export")
     out_path = Path(out_path)
     with atomic_path(out_path) as tmp:
         if exporter == "mmdeploy":
-            export_mmdeploy(model, model_config, tmp)
+            export_mmdeploy(model, model_config, tmp, hw)
         else:
             export_native(model, tmp)
         num_classes = int(model.head.fc.out_features)
         source = sha256_of(checkpoint) if checkpoint else hashlib.sha256(checkpoint_desc.encode()).hexdigest()
         add_metadata(tmp, {
-            "mean_rgb_255": list(MEAN_RGB_255), "std_rgb_255": list(STD_RGB_255), "num_classes": str(num_classes),
+            "mean_rgb_255": list(mean), "std_rgb_255": list(std), "num_classes": str(num_classes),
             SOURCE_KEY: source, "source_checkpoint": checkpoint_desc, "exporter": exporter,
             "input_layout": "NCHW float32, normalised",
             "model": "mmcls ResNet_CIFAR depth 50 + GlobalAveragePooling + LinearClsHead (softmax)",
         })
-        try:
-            onnx.checker.check_model(str(tmp), full_check=True)
-        except onnx.checker.ValidationError as err:
-            raise ExportError(f"onnx.checker rejected the exported graph: {str(err).splitlines()[0]}") from None
-        diff = parity(model, tmp)
-        verdict = "ok" if diff <= PARITY_TOLERANCE else "FAILED"  # NaN compares False: a NaN diff fails
-        log(f"parity ONNX Runtime vs PyTorch (batch 4): max abs diff {diff:.2e} (tolerance {PARITY_TOLERANCE:g}) "
-            f"{verdict}")
-        if not diff <= PARITY_TOLERANCE:
-            raise ExportError(f"ONNX Runtime and PyTorch differ by {diff:.2e} > {PARITY_TOLERANCE:g}; "
-                              f"{out_path} not written")
-    graph = onnx.load(str(out_path)).graph
-    log(f"wrote {out_path}: opset {ONNX_OPSET}, {len(graph.node)} nodes, input {INPUT_NAME} "
-        f"[batch,3,height,width], output {OUTPUT_NAME} [batch,{num_classes}]")
+        x = random_input(4, hw)
+        check_and_compare(tmp, out_path, x, torch_outputs(model, x), "PyTorch", log)
+    log_written(out_path, len(onnx.load(str(out_path)).graph.node), "height,width", num_classes, log)
     return out_path
 
 
@@ -211,7 +224,6 @@ def sha256_of(*paths) -> str:
 
 def published_verdict(path) -> str:
     """Whether ``path`` is byte for byte a published asset (by its sha256)."""
-    from poc.config import PUBLISHED_ASSETS_SHA256
     digest = sha256_of(path)
     if digest in PUBLISHED_ASSETS_SHA256.values():
         name = next(k for k, v in PUBLISHED_ASSETS_SHA256.items() if v == digest)
@@ -224,8 +236,6 @@ def export_ms(ms_path, out_path, log: Log | None = None, samples: int = 2, seed:
     """A MindSpore Lite model as ``end2end.onnx``: read (bounds-checked), translated, checked with the ONNX checker
     and verified against the reader's own op-by-op numpy run (max |diff| <= PARITY_TOLERANCE) before it appears.
     An input larger than ``max_hw`` (the profile's) is refused before anything is allocated."""
-    from poc.formats.ms_lite import ends_in_softmax, read_ms
-    from poc.formats.ms_lite_onnx import evaluate, to_onnx
     log = log or Log(stage="export")
     graph = read_ms(ms_path)
     log(f"{ms_path}: MindSpore Lite ({graph.identifier or 'no identifier'}, {graph.version or 'no version'}), "
@@ -243,26 +253,10 @@ def export_ms(ms_path, out_path, log: Log | None = None, samples: int = 2, seed:
             model.metadata_props.add(key="mean_rgb_255", value=json.dumps(list(mean)))
             model.metadata_props.add(key="std_rgb_255", value=json.dumps(list(std)))
         onnx.save(model, str(tmp))
-        try:
-            onnx.checker.check_model(str(tmp), full_check=True)
-        except onnx.checker.ValidationError as err:
-            raise ExportError(f"onnx.checker rejected the translated graph: {first_line(err)}") from None
         x = np.random.default_rng(seed).standard_normal((samples, 3, h, w)).astype(np.float32)
-        got = OnnxRuntimeBackend().load(tmp).predict({INPUT_NAME: x})[0]
-        want = []
-        for i in range(samples):
-            y = evaluate(graph, x[i:i + 1].transpose(0, 2, 3, 1))[graph.outputs[0]][0]
-            if not ends_in_softmax(graph):
-                y = np.exp(y - y.max()) / np.exp(y - y.max()).sum()
-            want.append(y)
-        diff = float(np.abs(got - np.stack(want)).max())
-        log(f"parity ONNX Runtime vs the .ms graph run op by op (batch {samples}): max abs diff {diff:.2e} "
-            f"(tolerance {PARITY_TOLERANCE:g}) {'ok' if diff <= PARITY_TOLERANCE else 'FAILED'}")
-        if not diff <= PARITY_TOLERANCE:
-            raise ExportError(f"the translation differs from the .ms graph by {diff:.2e} > {PARITY_TOLERANCE:g}; "
-                              f"{out_path} not written")
-    log(f"wrote {out_path}: opset {ONNX_OPSET}, {len(model.graph.node)} nodes, input {INPUT_NAME} [batch,3,{h},{w}], "
-        f"output {OUTPUT_NAME} [batch,{num_classes}]")
+        check_and_compare(tmp, out_path, x, np.stack([contract_output(graph, x[i:i + 1]) for i in range(samples)]),
+                          "the .ms graph run op by op", log)
+    log_written(out_path, len(model.graph.node), f"{h},{w}", num_classes, log)
     return out_path
 
 
@@ -274,8 +268,6 @@ FOLD_TOLERANCE = 1e-5
 def build_pruned(ckpt_path, index_path, log: Log):
     """The pruned network with the checkpoint's weights (MindSpore's names mapped); keys that are no network
     parameters (optimizer moments, learning_rate, global_step, ...) are counted and left."""
-    from poc.formats.ms_ckpt import read_ckpt
-    from poc.models.pruned_resnet import PrunedResNet50, ms_name, read_index
     ckpt = read_ckpt(ckpt_path)
     index = read_index(index_path)
     log(f"{ckpt_path}: {len(ckpt.params)} tensors (CRC {ckpt.crc}); {published_verdict(ckpt_path)}")
@@ -309,14 +301,12 @@ def build_pruned(ckpt_path, index_path, log: Log):
 def export_pruned(ckpt_path, index_path, out_path, hw: int, log: Log | None = None, mean=None, std=None) -> Path:
     """The checkpoint as ``end2end.onnx``: the scatter folded into conv3/bn3 (checked against the scattered
     network), exported, checked, compared with PyTorch."""
-    from poc.models.pruned_resnet import fold_scatter
     log = log or Log(stage="export")
     model = build_pruned(ckpt_path, index_path, log)
-    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, IMAGE_CHANNELS, hw, hw)).astype(np.float32))
-    with torch.no_grad():
-        scattered = model(x).numpy()
-        fold_scatter(model)
-        folded = model(x).numpy()
+    x = random_input(2, hw)
+    scattered = torch_outputs(model, x)
+    fold_scatter(model)
+    folded = torch_outputs(model, x)
     fold_diff = float(np.abs(scattered - folded).max())
     log(f"scatter folded into conv3/bn3: max abs diff {fold_diff:.2e} against the scattered network "
         f"(tolerance {FOLD_TOLERANCE:g})")
@@ -331,18 +321,8 @@ def export_pruned(ckpt_path, index_path, out_path, hw: int, log: Log | None = No
                            "source_checkpoint": str(Path(ckpt_path).resolve()),
                            "index": str(Path(index_path).resolve()), "exporter": "native (MindSpore checkpoint)",
                            "model": "ResNet50-0.65x (SCOP), scatter folded into conv3/bn3"})
-        try:
-            onnx.checker.check_model(str(tmp), full_check=True)
-        except onnx.checker.ValidationError as err:
-            raise ExportError(f"onnx.checker rejected the exported graph: {first_line(err)}") from None
-        got = OnnxRuntimeBackend().load(tmp).predict({INPUT_NAME: x.numpy()})[0]
-        diff = float(np.abs(got - folded).max())
-        log(f"parity ONNX Runtime vs PyTorch (batch 2): max abs diff {diff:.2e} (tolerance {PARITY_TOLERANCE:g}) "
-            f"{'ok' if diff <= PARITY_TOLERANCE else 'FAILED'}")
-        if not diff <= PARITY_TOLERANCE:
-            raise ExportError(f"ONNX Runtime and PyTorch differ by {diff:.2e} > {PARITY_TOLERANCE:g}")
+        check_and_compare(tmp, out_path, x, folded, "PyTorch", log)
     graph = onnx.load(str(out_path)).graph
     assert "ScatterND" not in {n.op_type for n in graph.node}
-    log(f"wrote {out_path}: opset {ONNX_OPSET}, {len(graph.node)} nodes, input {INPUT_NAME} [batch,3,height,width], "
-        f"output {OUTPUT_NAME} [batch,{num_classes}]")
+    log_written(out_path, len(graph.node), "height,width", num_classes, log)
     return out_path

@@ -20,9 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+from poc.demo.lite_converter import from_onnx  # noqa: E402
 from poc.formats.ms_ckpt import read_ckpt, write_ckpt  # noqa: E402
 from poc.formats.ms_lite import read_ms, write_ms  # noqa: E402
-from poc.formats.ms_lite_onnx import from_onnx, to_onnx  # noqa: E402
+from poc.formats.ms_lite_onnx import to_onnx  # noqa: E402
 from poc.shared.errors import InputError  # noqa: E402
 
 SECONDS_PER_CASE = 2.0

@@ -18,9 +18,9 @@ import pytest
 from conftest import ROOT, tiny_classifier_onnx, tiny_model, write_bins, write_cifar100
 from onnx import TensorProto, helper
 
+from poc.demo.lite_converter import from_onnx
 from poc.formats.ms_ckpt import write_ckpt
 from poc.formats.ms_lite import LiteGraph, LiteNode, LiteTensor, read_ms, write_ms
-from poc.formats.ms_lite_onnx import from_onnx
 from poc.shared.errors import OutputSet
 
 PLAIN, PETS = "ms-resnet50-plain-cifar10", "ms-resnet50-0.65x-pets"

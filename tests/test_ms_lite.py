@@ -14,10 +14,11 @@ import torch
 from conftest import run_script, tiny_classifier_onnx
 from onnx import TensorProto, helper
 
+from poc.demo.lite_converter import from_onnx
 from poc.engines.onnxruntime import OnnxRuntimeBackend
 from poc.formats import ms_lite
 from poc.formats.ms_lite import read_ms, write_ms
-from poc.formats.ms_lite_onnx import evaluate, from_onnx, to_onnx
+from poc.formats.ms_lite_onnx import evaluate, to_onnx
 from poc.models.plain_resnet import PlainResNet50
 from poc.models.torch_onnx import torchscript_export
 

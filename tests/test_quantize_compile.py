@@ -577,8 +577,9 @@ def test_layer_groups_of_every_profile_come_from_its_model_module(profile_name, 
     torchscript_export(net.eval(), buf, 11, "output", {"input": {0: "batch"}})
     model = onnx.load_from_string(buf.getvalue())
     if profile.arch == "plain_resnet50":  # its end2end.onnx is the translation of the .ms file
+        from poc.demo.lite_converter import from_onnx
         from poc.formats.ms_lite import read_ms, write_ms
-        from poc.formats.ms_lite_onnx import from_onnx, to_onnx
+        from poc.formats.ms_lite_onnx import to_onnx
         model = to_onnx(read_ms(write_ms(from_onnx(model, "1.1", "matmul", order="bfs"), tmp_path / "m.ms")))
         assert all(n.name.split("_")[0] == n.op_type for n in model.graph.node)  # Conv_12: nothing about stages
     groups = layer_groups(model, facts.CONV_GROUPS)

@@ -19,10 +19,10 @@ import torch
 
 from poc import profiles
 from poc.config import INPUT_NAME, MEAN_RGB_255, ONNX_OPSET, STD_RGB_255
+from poc.demo.lite_converter import from_onnx
 from poc.engines.onnxruntime import OnnxRuntimeBackend
 from poc.formats import cifar
 from poc.formats.ms_lite import write_ms
-from poc.formats.ms_lite_onnx import from_onnx
 from poc.formats.pth import save_checkpoint
 from poc.models.mmcls_resnet import ImageClassifier, residual_gain_bns
 from poc.models.plain_resnet import PlainResNet50
