@@ -6,6 +6,7 @@
 import argparse
 
 from poc import config, profiles
+from poc.formats import data_sets
 from poc.preprocess import preprocess
 from poc.shared.errors import run_main
 from poc.shared.progress import Log
@@ -15,7 +16,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     profiles.add_argument(p)
     p.add_argument("--src_path", default=None,
-                   help=f"CIFAR-100 test pickle, or CIFAR-10 test_batch (default: {config.CIFAR100_DIR}/test; the "
+                   help=f"CIFAR-100 test pickle, or CIFAR-10 test_batch (default: {profiles.get(None).data_dir}/test; the "
                         "profile's test split)")
     p.add_argument("--bin_path", default=None, help=f"folder for img{{i}}.bin (default: the profile's, {config.BIN_DIR})")
     p.add_argument("--label_path", default=None, help=f"label file (default: the profile's, {config.LABEL_FILE})")
@@ -29,10 +30,11 @@ def main():
     profile = profiles.get(args.profile)
     if profile.dataset not in ("cifar100", "cifar10"):
         p.error(f"--profile {profile.name}: not a CIFAR data set")
-    src = args.src_path or f"{profile.data_dir}/{profile.eval_split}"
-    preprocess(src, args.bin_path or profile.path(config.BIN_DIR), args.label_path or profile.path(config.LABEL_FILE),
+    src = args.src_path or data_sets.split_path(profile.dataset, profile.data_dir, profile.eval_split)
+    preprocess(data_sets.open_split(profile.dataset, src),
+               args.bin_path or profile.path(config.BIN_DIR), args.label_path or profile.path(config.LABEL_FILE),
                None if args.no_pic else args.pic_path or profile.path(config.PIC_DIR),
-               args.limit, Log(args.quiet, "preprocess"))
+               args.limit, log=Log(args.quiet, "preprocess"))
 
 
 if __name__ == "__main__":

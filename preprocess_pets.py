@@ -8,7 +8,8 @@ bins, a label file (label = CLASS-ID - 1) and PNGs. The normalisation is AIPP's 
 import argparse
 
 from poc import config, profiles
-from poc.preprocess import preprocess_pets
+from poc.formats import data_sets
+from poc.preprocess import preprocess
 from poc.shared.errors import run_main
 from poc.shared.progress import Log
 
@@ -35,10 +36,11 @@ def main():
     if args.limit is not None and args.limit < 1:
         p.error("--limit must be at least 1")
     profile = profiles.get(args.profile)
-    preprocess_pets(args.src_path or profile.data_dir, args.split or profile.eval_split,
-                    args.bin_path or profile.path(config.BIN_DIR), args.label_path or profile.path(config.LABEL_FILE),
-                    None if args.no_pic else args.pic_path or profile.path(config.PIC_DIR),
-                    args.limit, args.skip_bad, Log(args.quiet, "preprocess"))
+    split = data_sets.split_path(profile.dataset, args.src_path or profile.data_dir, args.split or profile.eval_split)
+    preprocess(data_sets.open_split(profile.dataset, split),
+               args.bin_path or profile.path(config.BIN_DIR), args.label_path or profile.path(config.LABEL_FILE),
+               None if args.no_pic else args.pic_path or profile.path(config.PIC_DIR),
+               args.limit, args.skip_bad, Log(args.quiet, "preprocess"))
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def main():
                     pics=given_or(args.pics, profile.path(config.PIC_DIR)),
                     fp32_outputs=optional(args.fp32_outputs, profile.path(config.DST_FP32)),
                     benchmark=optional(args.benchmark, profile.path(config.BENCHMARK_JSON)),
-                    quant_report=optional(args.quant_report, profile.names()["QUANT_SAVE_PATH"] + config.REPORT_SUFFIX),
+                    quant_report=optional(args.quant_report, profile.quant_report),
                     compare=Path(args.compare) if args.compare else None,
                     class_names=Path(args.class_names) if args.class_names else None)
     write_report(inputs, args.out or profile.path(config.REPORT_HTML), profile, args.max_gallery,

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from poc.demo.datasets import write_demo_dataset
+from poc.formats import cifar
 from poc.preprocess import preprocess
 from poc.profiles import get as get_profile
 from poc.report import Inputs, write_report
@@ -36,7 +37,8 @@ def main(argv=None) -> int:
     times = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
-        n = preprocess(data / "test", work / "bin_data", work / "img_label.txt", work / "pic", args.images, quiet)
+        n = preprocess(cifar.open_split(data / "test"), work / "bin_data", work / "img_label.txt", work / "pic",
+                       args.images, log=quiet)
         times.append(time.perf_counter() - t0)
     print(f"preprocess: {n} images (bins + PNGs + labels): {min(times):.2f} s best of {args.repeats} "
           f"({', '.join(f'{t:.2f}' for t in times)})")

@@ -20,19 +20,13 @@ from poc import profiles, runner
 from poc.compile import compile_cpu
 from poc.config import (
     AIPP_CFG,
-    BATCH_SIZE,
     BENCH_DIR,
     BENCHMARK_JSON,
     BENCHMARK_PNG,
-    COMPILED_FP32,
-    COMPILED_INT8,
-    DEPLOY_SUFFIX,
     END2END_ONNX,
     IMAGE_CHANNELS,
-    IMAGE_HW,
     INPUT_NAME,
     MODELS_DIR,
-    QUANT_SAVE_PATH,
     compiled_model,
 )
 from poc.engines.base import InFlight, input_spec
@@ -153,7 +147,7 @@ def interleaved(loaded: dict, loop: int, block: int, log: Log) -> dict[str, Time
 
 
 def compiled_for_batch(source, batch: int, out_dir: Path, aipp, engine: str = "onnxruntime",
-                       precision_mode: str | None = None, hw: int = IMAGE_HW) -> Path:
+                       precision_mode: str | None = None, *, hw: int) -> Path:
     """``source`` compiled for ``batch`` on ``engine``, kept in ``out_dir`` and re-made when the source is newer."""
     tag = "" if engine == "onnxruntime" and precision_mode is None else f"_{engine}_{precision_mode or 'default'}"
     out = out_dir / f"{Path(source).stem}{tag}_bs{batch}"
@@ -165,7 +159,7 @@ def compiled_for_batch(source, batch: int, out_dir: Path, aipp, engine: str = "o
 
 
 def engine_rows(engines, main_engine: str, int8_source, fp32_source, aipp, work: Path, log: Log,
-                hw: int = IMAGE_HW) -> dict:
+                batch: int, hw: int) -> dict:
     """Rows of the engines other than the main pair's, compiled from the sources at the batch of the pair:
     {name: (path, engine, precision)}."""
     rows = {}
@@ -179,11 +173,11 @@ def engine_rows(engines, main_engine: str, int8_source, fp32_source, aipp, work:
         if engine == "openvino" and native_bf16():
             plan.insert(1, ("bf16", fp32_source, "force_fp16"))
         for precision, source, mode in plan:
-            rows[f"{engine} {precision}"] = (compiled_for_batch(source, BATCH_SIZE, work, aipp, engine, mode, hw),
+            rows[f"{engine} {precision}"] = (compiled_for_batch(source, batch, work, aipp, engine, mode, hw=hw),
                                             engine, precision)
         if engine == "openvino":  # the yardstick: OpenVINO on the QDQ deploy model as it is (float input, no AIPP)
             rows["openvino int8 (deploy model, no AIPP)"] = (
-                compiled_for_batch(int8_source, BATCH_SIZE, work / "no_aipp", None, engine, None, hw), engine, "int8")
+                compiled_for_batch(int8_source, batch, work / "no_aipp", None, engine, None, hw=hw), engine, "int8")
     return rows
 
 
@@ -345,7 +339,7 @@ def batch_sweep(batches: list[int], plan: dict, args, hw: int, log: Log) -> dict
     sweep: dict[str, list] = {name: [] for name in plan}
     work = Path(args.work_dir)
     for b in log.bar(batches, desc="batch sweep", unit="batch size"):
-        loaded = {name: load_timed(compiled_for_batch(src, b, work, args.aipp, engine, mode, hw), args.warmup_count)
+        loaded = {name: load_timed(compiled_for_batch(src, b, work, args.aipp, engine, mode, hw=hw), args.warmup_count)
                   for name, (src, engine, mode) in plan.items()}
         for name, t in interleaved(loaded, args.sweep_loop, args.block, Log(True)).items():
             sweep[name].append(row(aisbench.stats(t.ms), t.batch, t.round_rates(t.batch)))
@@ -360,15 +354,16 @@ def print_sweep(sweep: dict) -> None:
 
 
 def main(argv=None) -> int:
+    default = profiles.get(None)  # the help texts name the default profile's files
     p = argparse.ArgumentParser(prog="benchmark.sh", description="Stage 8: pure-inference throughput. ais_bench on "
                                 ".om models; on the CPU the INT8 and FP32 compiled models compared.")
     profiles.add_argument(p)
-    p.add_argument("--model", default=None, help=f"model to time (default: {COMPILED_INT8}.om or .onnx, whichever "
+    p.add_argument("--model", default=None, help=f"model to time (default: {default.compiled('int8')}.om or .onnx, whichever "
                                                  "the compile stage wrote last; the profile's name)")
-    p.add_argument("--fp32_model", default=None, help=f"CPU: FP32 model compared (default: {COMPILED_FP32}.onnx, or the "
-                                                      "profile's)")
+    p.add_argument("--fp32_model", default=None,
+                   help=f"CPU: FP32 model compared (default: {default.compiled('fp32')}.onnx, or the profile's)")
     p.add_argument("--loop", type=int, default=100, help="timed runs per model (default: 100)")
-    p.add_argument("--batchsize", type=int, default=BATCH_SIZE, help="(default: %(default)s)")
+    p.add_argument("--batchsize", type=int, default=None, help="the batch in the throughput figures (default: the profile's, 24)")
     p.add_argument("--warmup_count", type=int, default=3, help="CPU: untimed runs first (default: 3)")
     p.add_argument("--block", type=int, default=5, help="CPU: runs per model before switching to the other (default: 5)")
     p.add_argument("--repeats", type=int, default=3,
@@ -381,11 +376,11 @@ def main(argv=None) -> int:
                    help="CPU: also run the whole inference over these input files (e.g. ./bin_data) and compare "
                         "with pure inference")
     p.add_argument("--int8_source", default=None,
-                   help=f"for the sweep's compiles (default: the profile's, {QUANT_SAVE_PATH}{DEPLOY_SUFFIX})")
+                   help=f"for the sweep's compiles (default: the profile's, {profiles.get(None).deploy_model})")
     p.add_argument("--fp32_source", default=None,
                    help=f"for the sweep's compiles (default: the profile's, {MODELS_DIR}/{END2END_ONNX})")
     p.add_argument("--aipp", default=None, help=f"for the other engine's and the sweep's compiles (default: the "
-                                                f"profile's; {AIPP_CFG}, else the one that ships with the scripts)")
+                                                f"profile's; ./{AIPP_CFG}, else the one that ships with the scripts)")
     p.add_argument("--json", default=None, help=f"results (default: the profile's, {BENCHMARK_JSON})")
     p.add_argument("--plot", default=None,
                    help=f"throughput-by-batch plot, with --sweep (default: the profile's, {BENCHMARK_PNG})")
@@ -402,22 +397,22 @@ def main(argv=None) -> int:
     p.add_argument("--quiet", action="store_true", help="no log lines (the table still prints)")
     args = p.parse_args(argv)
     for flag in ("loop", "batchsize", "block", "sweep_loop"):
-        if getattr(args, flag) < 1:
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
             p.error(f"--{flag} must be at least 1")
     if args.warmup_count < 0 or args.repeats < 0:
         p.error("--warmup_count and --repeats must be 0 or more")
     log = Log(args.quiet, "benchmark")
     profile = profiles.get(args.profile)
-    names = profile.names()
-    args.fp32_model = args.fp32_model or f"{names['COMPILED_FP32']}.onnx"
-    args.int8_source = args.int8_source or f"{names['QUANT_SAVE_PATH']}{DEPLOY_SUFFIX}"
+    args.batchsize = args.batchsize or profile.batch
+    args.fp32_model = args.fp32_model or f"{profile.compiled('fp32')}.onnx"
+    args.int8_source = args.int8_source or profile.deploy_model
     args.fp32_source = args.fp32_source or profile.path(f"{MODELS_DIR}/{END2END_ONNX}")
     args.json = args.json or profile.path(BENCHMARK_JSON)
     args.plot = args.plot or profile.path(BENCHMARK_PNG)
     args.work_dir = args.work_dir or profile.path(BENCH_DIR)
     args.aipp = args.aipp or str(profile.aipp_conf)
 
-    model = Path(args.model) if args.model else compiled_model(names["COMPILED_INT8"])
+    model = Path(args.model) if args.model else compiled_model(profile.compiled("int8"))
     if model.suffix == ".om":  # the ModelZoo's performance command
         return ascend.run_ais_bench(model, ["--model", str(model), "--loop", str(args.loop),
                                             "--batchsize", str(args.batchsize)], log)
@@ -434,7 +429,7 @@ def main(argv=None) -> int:
     rows = {"int8": (model, backend_for(model).name(), "int8"),
             "fp32": (Path(args.fp32_model), backend_for(args.fp32_model).name(), "fp32")}
     rows.update(engine_rows(engines, rows["int8"][1], args.int8_source, args.fp32_source, args.aipp,
-                            Path(args.work_dir), log, profile.image_hw))
+                            Path(args.work_dir), log, profile.batch, profile.image_hw))
     same_source({f"the {name} row's model": path for name, (path, _, _) in rows.items()})
 
     timed, chosen = timed_rows(rows, args, log)

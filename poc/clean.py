@@ -54,11 +54,10 @@ def toolkit_files(root: Path) -> tuple[list[Path], list[Path]]:
                                   config.RESULT_JSON, config.RESULT_FP32_JSON,
                                   config.RESULT_BF16_JSON, config.BENCHMARK_JSON, config.BENCHMARK_PNG)]
         files.append(at(f"{config.MODELS_DIR}/{config.END2END_ONNX}"))
-        names = p.names()
-        quant = names["QUANT_SAVE_PATH"]
+        quant = p.quant_save_path
         files += [root / f"{quant}{s}" for s in (config.DEPLOY_SUFFIX, config.FAKE_QUANT_SUFFIX, config.REPORT_SUFFIX)]
-        for key in ("COMPILED_INT8", "COMPILED_FP32", "COMPILED_BF16"):
-            files += [root / f"{names[key]}{s}" for s in (*config.COMPILED_SUFFIXES, ".bin")]  # .bin: an IR's weights
+        for precision in ("int8", "fp32", "bf16"):
+            files += [root / f"{p.compiled(precision)}{s}" for s in (*config.COMPILED_SUFFIXES, ".bin")]  # .bin: an IR's weights
         files += [root / p.demo_checkpoint, root / f"{p.demo_checkpoint}.json"]
     return [f for f in files if f.is_file() or f.is_symlink()], [w for w in whole if w.is_dir()]
 
@@ -84,9 +83,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     root = Path(".")
     files, whole = toolkit_files(root)
-    link = root / config.CIFAR100_DIR
-    if link.is_symlink() and link.resolve() == (root / config.DEMO_DATA_DIR).resolve():
-        files.append(link)  # the README's `ln -s demo-data/cifar-100-python cifar-100-python`
+    for p in profiles.PROFILES.values():  # the README's `ln -s demo-data/cifar-100-python cifar-100-python`
+        link = root / p.data_dir
+        if link.is_symlink() and link.resolve() == (root / p.demo_data_dir).resolve():
+            files.append(link)
     freed = sum(size_of(f) for f in files + whole)
     for f in files:
         print(f"{'would remove' if args.dry_run else 'removed'} {f}")

@@ -15,11 +15,7 @@ from pathlib import Path
 from poc import profiles
 from poc.config import (
     AIPP_CFG,
-    COMPILED_INT8,
     CPU_QUANTIZER_KEY,
-    DEPLOY_SUFFIX,
-    INPUT_SHAPE,
-    QUANT_SAVE_PATH,
 )
 from poc.engines.openvino import native_bf16
 from poc.engines.pick import ENGINES, compiled_path
@@ -119,13 +115,13 @@ def main(argv=None) -> int:
     p.add_argument("--framework", default="5", help="5 = ONNX (default: %(default)s)")
     profiles.add_argument(p)
     p.add_argument("--model", default=None,
-                   help=f"ONNX model (default: {QUANT_SAVE_PATH}{DEPLOY_SUFFIX}, or the profile's)")
+                   help=f"ONNX model (default: {profiles.get(None).deploy_model}, or the profile's)")
     p.add_argument("--output", default=None,
-                   help=f"output path without extension (default: {COMPILED_INT8}, or the profile's)")
+                   help=f"output path without extension (default: {profiles.get(None).compiled('int8')}, or the profile's)")
     p.add_argument("--input_format", default="NCHW", help="(default: %(default)s)")
-    p.add_argument("--input_shape", default=None, help=f"(default: {INPUT_SHAPE}, or the profile's)")
+    p.add_argument("--input_shape", default=None, help=f"(default: {profiles.get(None).input_shape}, or the profile's)")
     p.add_argument("--insert_op_conf", default=None,
-                   help=f"AIPP config; '' for none (default: the profile's; {AIPP_CFG}, else the one that ships with "
+                   help=f"AIPP config; '' for none (default: the profile's; ./{AIPP_CFG}, else the one that ships with "
                         "the scripts)")
     p.add_argument("--enable_small_channel", default="1", help="atc only (default: %(default)s)")
     p.add_argument("--op_select_implmode", default="high_performance", help="atc only (default: %(default)s)")
@@ -142,14 +138,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     log = Log(args.quiet, "compile")
     profile = profiles.get(args.profile)
-    args.model = args.model or f"{profile.names()['QUANT_SAVE_PATH']}{DEPLOY_SUFFIX}"
-    args.output = args.output or profile.names()["COMPILED_INT8"]
+    args.model = args.model or profile.deploy_model
+    args.output = args.output or profile.compiled("int8")
     args.input_shape = args.input_shape or profile.input_shape
     if args.framework != "5":
         raise InputError("--framework", f"'{args.framework}': only 5 (ONNX) is supported")
     ascend.parse_input_shape(args.input_shape)
     if args.insert_op_conf is None:
-        path, whose = profile.config_file("aipp.conf")
+        path, whose = profile.config_file(AIPP_CFG)
         args.insert_op_conf = path
         log(f"AIPP config: {whose}, {path}")
     backend = ascend.choose("atc", ascend.on_path("atc"), log)

@@ -9,26 +9,17 @@ import shlex
 import sys
 from pathlib import Path
 
-# CIFAR-100 per-channel statistics in RGB order, on the 0..255 scale (mmcls resnet50_b16x8_cifar100.py).
-MEAN_RGB_255 = (129.304, 124.070, 112.434)
-STD_RGB_255 = (68.170, 65.392, 70.418)
-
-# The compiled model's batch (ModelZoo: resnet50_quant_bs24.om) and the image geometry.
+# The compiled model's batch (ModelZoo: resnet50_quant_bs24.om), every profile's unless its row says otherwise.
 BATCH_SIZE = 24
-IMAGE_HW = 32
 IMAGE_CHANNELS = 3
-IMAGE_BYTES = IMAGE_HW * IMAGE_HW * IMAGE_CHANNELS  # 3072: one bin_data/img{i}.bin
 
 # Names of the model's graph input and output (mmdeploy's end2end.onnx).
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 ONNX_OPSET = 11
-# AMCT's and ATC's --input_shape for the compiled model: "input:24,3,32,32".
-INPUT_SHAPE = f"{INPUT_NAME}:{BATCH_SIZE},{IMAGE_CHANNELS},{IMAGE_HW},{IMAGE_HW}"
 
-# Default paths, relative to the working directory, as in the ModelZoo README.
-CIFAR100_DIR = "./cifar-100-python"
-DEMO_DATA_DIR = "./demo-data/cifar-100-python"
+# The stages' file names, relative to a profile's working folder (the ModelZoo README's, for the default profile);
+# a model's own names (its data folders, its models' stem) are in its profile row (poc/profiles.py).
 BIN_DIR = "./bin_data"
 LABEL_FILE = "./img_label.txt"
 # The data set's class names, one a line in class-index order, written by preprocess beside the label file
@@ -38,13 +29,8 @@ PIC_DIR = "./pic"
 CALIB_DIR = "./amct_bin_data"
 MODELS_DIR = "./models"
 END2END_ONNX = "end2end.onnx"
-QUANT_SAVE_PATH = "./models/resnet50_quant"
-QUANT_CFG = "./quant.cfg"
-AIPP_CFG = "./aipp.conf"
-COMPILED_INT8 = "./models/resnet50_quant_bs24"
-COMPILED_FP32 = "./models/resnet50_fp32_bs24"
-COMPILED_BF16 = "./models/resnet50_bf16_bs24"  # the float model at BF16 (OpenVINO engine; the NPU's FP16 row)
-DEMO_CHECKPOINT = "./models/demo_resnet50_cifar100.pth"
+QUANT_CFG = "quant.cfg"  # the AMCT calibration config a profile's folder holds
+AIPP_CFG = "aipp.conf"  # the ATC AIPP config a profile's folder holds
 # The pipeline's inference outputs (ais_bench --output ./ --output_dirname NAME) and accuracy files.
 DST_INT8 = "dst"
 DST_FP32 = "dst_fp32"
@@ -70,12 +56,6 @@ FAKE_QUANT_SUFFIX = "_fake_quant_model.onnx"
 REPORT_SUFFIX = "_quant_report.json"
 # Metadata key the CPU quantizer writes into its QDQ models (so atc_convert.sh can refuse them).
 CPU_QUANTIZER_KEY = "poc_quantizer"
-
-# Published Ascend 310P3 figures of the ModelZoo POC, shown beside the CPU ones.
-PUBLISHED_310P3 = {
-    "int8": {"precision": "INT8 (AMCT) + AIPP", "batch": 24, "top1": 78.55, "throughput": 14290},
-    "fp16": {"precision": "FP16 + AIPP", "batch": 24, "top1": 79.91, "throughput": 9336},
-}
 
 # The metadata key (ONNX metadata_props, OpenVINO rt_info) that says which weights a model was made from: the
 # export records their sha256, quantization and compilation carry it on, and whatever combines two models checks it.

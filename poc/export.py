@@ -73,8 +73,8 @@ def choose_exporter(requested: str, log: Log) -> str:
     return requested
 
 
-def export_native(model: ImageClassifier, path) -> None:
-    torchscript_export(model, str(path), ONNX_OPSET, OUTPUT_NAME, DYNAMIC_AXES)
+def export_native(model: ImageClassifier, path, hw: int) -> None:
+    torchscript_export(model, str(path), ONNX_OPSET, OUTPUT_NAME, DYNAMIC_AXES, hw)
 
 
 @contextlib.contextmanager
@@ -180,7 +180,7 @@ def export_onnx(model: ImageClassifier, out_path, checkpoint_desc: str, exporter
         if exporter == "mmdeploy":
             export_mmdeploy(model, model_config, tmp, hw)
         else:
-            export_native(model, tmp)
+            export_native(model, tmp, hw)
         num_classes = int(model.head.fc.out_features)
         source = sha256_of(checkpoint) if checkpoint else hashlib.sha256(checkpoint_desc.encode()).hexdigest()
         add_metadata(tmp, {

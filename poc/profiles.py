@@ -1,6 +1,7 @@
 """The models the toolkit serves, one profile each: everything specific to a model, as plain data. Every script
-takes ``--profile NAME``; the default is the ModelZoo mmcls CIFAR-100 model, whose facts stay in ``config`` (so
-every default command and file is what it always was)."""
+takes ``--profile NAME``; the default is the ModelZoo mmcls CIFAR-100 model, a row like the others whose working folder
+is the current one (so every default command and file is the ModelZoo README's). Adding a model is a row here, its
+``aipp.conf`` and ``quant.cfg`` in ``config_dir``, and a model module when the architecture is new."""
 from __future__ import annotations
 
 import os
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from poc import config
+from poc.formats import data_sets
 from poc.shared.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,11 +63,11 @@ class Profile:
 
     @property
     def aipp_conf(self) -> Path:
-        return Path(self.config_file("aipp.conf")[0])
+        return Path(self.config_file(config.AIPP_CFG)[0])
 
     @property
     def quant_cfg(self) -> Path:
-        return Path(self.config_file("quant.cfg")[0])
+        return Path(self.config_file(config.QUANT_CFG)[0])
 
     @property
     def index_file(self) -> Path | None:
@@ -75,22 +77,40 @@ class Profile:
     def demo_checkpoint(self) -> str:
         return self.path(f"{config.MODELS_DIR}/{self.demo_weights}")
 
-    def names(self) -> dict[str, str]:
-        """The pipeline's model names for this profile (the default profile's are config's: the ModelZoo's)."""
-        m = self.path(config.MODELS_DIR)
-        return {"QUANT_SAVE_PATH": f"{m}/{self.stem}_quant", "COMPILED_INT8": f"{m}/{self.stem}_quant_bs{self.batch}",
-                "COMPILED_FP32": f"{m}/{self.stem}_fp32_bs{self.batch}",
-                "COMPILED_BF16": f"{m}/{self.stem}_bf16_bs{self.batch}"}
+    @property
+    def quant_save_path(self) -> str:
+        """AMCT's --save_path: the quantize stage writes ``{this}_deploy_model.onnx`` and the rest."""
+        return f"{self.path(config.MODELS_DIR)}/{self.stem}_quant"
+
+    @property
+    def deploy_model(self) -> str:
+        return f"{self.quant_save_path}{config.DEPLOY_SUFFIX}"
+
+    @property
+    def quant_report(self) -> str:
+        return f"{self.quant_save_path}{config.REPORT_SUFFIX}"
+
+    def compiled(self, precision: str) -> str:
+        """ATC's --output for the model compiled at ``precision`` (int8 | fp32 | bf16), without its extension:
+        ``models/resnet50_quant_bs24`` (the ModelZoo's name for the INT8 one), ``models/resnet50_fp32_bs24``, ..."""
+        kind = {"int8": "quant", "fp32": "fp32", "bf16": "bf16"}[precision]
+        return f"{self.path(config.MODELS_DIR)}/{self.stem}_{kind}_bs{self.batch}"
 
 
 DEFAULT = "mmcls-resnet50-cifar100"
+# The ModelZoo POC's published Ascend 310P3 figures, shown beside the CPU ones.
+_POC_310P3 = {
+    "int8": {"precision": "INT8 (AMCT) + AIPP", "batch": 24, "top1": 78.55, "throughput": 14290},
+    "fp16": {"precision": "FP16 + AIPP", "batch": 24, "top1": 79.91, "throughput": 9336},
+}
 PROFILES = {p.name: p for p in (
     Profile(DEFAULT, "ResNet50_mmlab_for_pytorch_for_POC (mmcls ResNet_CIFAR-50, CIFAR-100)", "cifar100",
-            config.CIFAR100_DIR, config.DEMO_DATA_DIR, "test", "train", config.IMAGE_HW, 100, config.MEAN_RGB_255,
-            config.STD_RGB_255, "mmcls_resnet_cifar", "poc.models.mmcls_resnet", "pth", ".", "resnet50",
-            published={"FP32 (mmcls)": 79.90, "FP16 on the 310P3": config.PUBLISHED_310P3["fp16"]["top1"],
-                       "INT8 on the 310P3": config.PUBLISHED_310P3["int8"]["top1"]},
-            published_npu=config.PUBLISHED_310P3, demo_weights=Path(config.DEMO_CHECKPOINT).name),
+            "./cifar-100-python", "./demo-data/cifar-100-python", "test", "train", 32, 100,
+            (129.304, 124.070, 112.434), (68.170, 65.392, 70.418),  # mmcls resnet50_b16x8_cifar100.py, RGB
+            "mmcls_resnet_cifar", "poc.models.mmcls_resnet", "pth", ".", "resnet50",
+            published={"FP32 (mmcls)": 79.90, "FP16 on the 310P3": _POC_310P3["fp16"]["top1"],
+                       "INT8 on the 310P3": _POC_310P3["int8"]["top1"]},
+            published_npu=_POC_310P3, demo_weights="demo_resnet50_cifar100.pth"),
     Profile("ms-resnet50-plain-cifar10", "ResNet50 Residual Distillation (shortcut-free ResNet-50, CIFAR-10)",
             "cifar10", "./cifar-10-batches-py", "./demo-data/cifar-10-batches-py", "test_batch", "data_batch_1", 32, 10,
             tuple(255 * m for m in (0.49139968, 0.48215827, 0.44653124)),  # the authors' dataloader, RGB
@@ -124,13 +144,14 @@ def add_argument(parser, default: str = DEFAULT, dataset: str | None = None) -> 
 def shell_names(profile: Profile) -> dict[str, str]:
     """config's names with this profile's in their place, for pipeline.sh."""
     names = config.shell_names()
-    names.update(profile.names())
+    names.update(QUANT_SAVE_PATH=profile.quant_save_path, COMPILED_INT8=profile.compiled("int8"),
+                 COMPILED_FP32=profile.compiled("fp32"), COMPILED_BF16=profile.compiled("bf16"))
     names.update({k: profile.path(getattr(config, k)) for k in ("BIN_DIR", "LABEL_FILE", "PIC_DIR", "CALIB_DIR",
                                                                "MODELS_DIR", "REPORT_HTML")})
-    split_dir = "annotations/" if profile.dataset == "pets" else ""  # where the split files are in the data folder
     names.update(PROFILE=profile.name, DATA_DIR=profile.data_dir, DEMO_DATA_DIR=profile.demo_data_dir,
                  DATASET=profile.dataset, EVAL_SPLIT=profile.eval_split, CALIB_SPLIT=profile.calib_split,
-                 EVAL_FILE=split_dir + profile.eval_split, CALIB_FILE=split_dir + profile.calib_split,
+                 EVAL_FILE=str(data_sets.split_path(profile.dataset, ".", profile.eval_split)),
+                 CALIB_FILE=str(data_sets.split_path(profile.dataset, ".", profile.calib_split)),
                  INPUT_SHAPE=profile.input_shape,
                  AIPP_CONF=str(profile.aipp_conf), QUANT_CONF=str(profile.quant_cfg), WEIGHTS=profile.weights,
                  DEMO_CHECKPOINT=profile.demo_checkpoint, WORK_DIR=profile.path("./"))

@@ -23,11 +23,9 @@ from poc.config import (
     DEPLOY_SUFFIX,
     END2END_ONNX,
     FAKE_QUANT_SUFFIX,
-    INPUT_SHAPE,
     LABEL_FILE,
     MODELS_DIR,
     QUANT_CFG,
-    QUANT_SAVE_PATH,
     REPORT_SUFFIX,
 )
 from poc.formats.model_file import same_source
@@ -90,19 +88,20 @@ def quantize_cpu(model_path, save_path, input_shape: str, data_dir, data_type: s
 
 
 def main(argv=None) -> int:
+    default = profiles.get(None)  # the help texts name the default profile's files
     p = argparse.ArgumentParser(
         prog="quantize.sh", description="Stage 4: INT8 calibration. amct_onnx calibration when AMCT is on PATH "
         "(or POC_BACKEND=ascend), else ONNX Runtime static INT8 (QDQ) on the CPU, same output names.")
     profiles.add_argument(p)
     p.add_argument("--model", default=None, help=f"float ONNX model (default: the profile's, {MODELS_DIR}/{END2END_ONNX})")
     p.add_argument("--save_path", default=None,
-                   help=f"output prefix: {{save_path}}_deploy_model.onnx ... (default: {QUANT_SAVE_PATH}, or the "
+                   help=f"output prefix: {{save_path}}_deploy_model.onnx ... (default: {default.quant_save_path}, or the "
                         "profile's)")
-    p.add_argument("--input_shape", default=None, help=f"NAME:N,C,H,W (default: {INPUT_SHAPE}, or the profile's)")
+    p.add_argument("--input_shape", default=None, help=f"NAME:N,C,H,W (default: {default.input_shape}, or the profile's)")
     p.add_argument("--data_dir", default=None, help=f"calibration bins (default: the profile's, {CALIB_DIR}/)")
     p.add_argument("--data_types", default="float32", help="calibration data type (default: %(default)s)")
     p.add_argument("--calibration_config", default=None,
-                   help=f"AMCT config (default: {QUANT_CFG}; for another profile its own quant.cfg)")
+                   help=f"AMCT config (default: ./{QUANT_CFG}; for another profile its own {QUANT_CFG})")
     p.add_argument("--method", choices=METHODS, default="ifmr",
                    help="CPU calibration: ifmr (AMCT's, default), or ONNX Runtime's minmax/percentile/entropy")
     p.add_argument("--eval_bins", default=None, help=f"test images for the fidelity report (default: the profile's, "
@@ -115,7 +114,7 @@ def main(argv=None) -> int:
     if args.eval_images < 0:
         p.error("--eval_images must be >= 0")
     profile = profiles.get(args.profile)
-    args.save_path = args.save_path or profile.names()["QUANT_SAVE_PATH"]
+    args.save_path = args.save_path or profile.quant_save_path
     args.model = args.model or profile.path(f"{MODELS_DIR}/{END2END_ONNX}")
     args.data_dir = args.data_dir or profile.path(CALIB_DIR) + "/"
     args.eval_bins = args.eval_bins or profile.path(BIN_DIR)
@@ -123,7 +122,7 @@ def main(argv=None) -> int:
     args.input_shape = args.input_shape or profile.input_shape
     log = Log(args.quiet, "quantize")
     if args.calibration_config is None:
-        path, whose = profile.config_file("quant.cfg")
+        path, whose = profile.config_file(QUANT_CFG)
         args.calibration_config = path
         log(f"calibration config: {whose}, {path}")
     backend = ascend.choose("amct_onnx", ascend.on_path("amct_onnx"), log)

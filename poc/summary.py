@@ -12,9 +12,7 @@ from poc.config import (
     DST_BF16,
     DST_FP32,
     DST_INT8,
-    QUANT_SAVE_PATH,
     REPORT_HTML,
-    REPORT_SUFFIX,
     RESULT_BF16_JSON,
     RESULT_FP32_JSON,
     RESULT_JSON,
@@ -54,13 +52,12 @@ def main(argv=None) -> int:
     p.add_argument("--result_bf16", default=None, help=f"(default: the profile's {RESULT_BF16_JSON})")
     p.add_argument("--infer_summary", default=None, help=f"(default: the profile's {DST_INT8}{SUMMARY_SUFFIX})")
     p.add_argument("--infer_summary_fp32", default=None, help=f"(default: the profile's {DST_FP32}{SUMMARY_SUFFIX})")
-    p.add_argument("--quant_report", default=None, help=f"(default: {QUANT_SAVE_PATH}{REPORT_SUFFIX}, or the profile's)")
+    p.add_argument("--quant_report", default=None, help=f"(default: {profiles.get(None).quant_report}, or the profile's)")
     p.add_argument("--data", default="", help="data set used (for the record)")
     p.add_argument("--checkpoint", default="", help="checkpoint used (for the record)")
     args = p.parse_args(argv)
     profile = profiles.get(args.profile)
-    names = profile.names()
-    args.quant_report = args.quant_report or f"{names['QUANT_SAVE_PATH']}{REPORT_SUFFIX}"
+    args.quant_report = args.quant_report or profile.quant_report
     args.result = args.result or profile.path(RESULT_JSON)
     args.result_fp32 = args.result_fp32 or profile.path(RESULT_FP32_JSON)
     args.result_bf16 = args.result_bf16 or profile.path(RESULT_BF16_JSON)
@@ -70,9 +67,9 @@ def main(argv=None) -> int:
     int8, fp32, bf16 = _load(args.result), _load(args.result_fp32), _load(args.result_bf16)
     s8, s32 = _load(args.infer_summary), _load(args.infer_summary_fp32)
     s16 = _load(f"{dst_bf16}{SUMMARY_SUFFIX}")
-    bf16_model = compiled_model(names["COMPILED_BF16"])
+    bf16_model = compiled_model(profile.compiled("bf16"))
     if bf16 is not None and not (bf16_model.is_file() and bf16_model.stat().st_mtime <= Path(args.result_bf16).stat().st_mtime
-                                 and compiled_model(names["COMPILED_FP32"]).stat().st_mtime <= bf16_model.stat().st_mtime):
+                                 and compiled_model(profile.compiled("fp32")).stat().st_mtime <= bf16_model.stat().st_mtime):
         bf16 = None  # a BF16 result from an earlier run with another model: not this run's
     rep = _load(args.quant_report)
     same_source({f"the {name} run's model": model_of(summ) for name, summ in (("INT8", s8), ("FP32", s32),
@@ -108,8 +105,8 @@ def main(argv=None) -> int:
         print(f"fidelity ({f['images']} test images): top-1 agreement {f['top1_agreement']:.2f} %, "
               f"mean cosine {f['mean_cosine']:.5f}")
     print("files:")
-    for what, path in (("INT8 model", compiled_model(names["COMPILED_INT8"])),
-                       ("FP32 model", compiled_model(names["COMPILED_FP32"])),
+    for what, path in (("INT8 model", compiled_model(profile.compiled("int8"))),
+                       ("FP32 model", compiled_model(profile.compiled("fp32"))),
                        ("BF16 model", bf16_model if bf16 is not None else Path("/nonexistent")),
                        ("INT8 outputs", f"{dst_int8}/"), ("FP32 outputs", f"{dst_fp32}/"),
                        ("INT8 accuracy", args.result), ("FP32 accuracy", args.result_fp32),

@@ -11,8 +11,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from poc import profiles  # noqa: E402
 from poc.demo import datasets  # noqa: E402
 from poc.formats import cifar  # noqa: E402
+
+# the default profile's normalisation (mean, std on the 0..255 scale, RGB), for tests that normalise by hand
+MEAN_STD = (profiles.get(None).mean_rgb_255, profiles.get(None).std_rgb_255)
 
 # `make test-quick` leaves out the slow tests: those marked @pytest.mark.slow, every test that needs one of these
 # session fixtures (each builds a demo model or a ResNet-50), and every test that starts another process (below).

@@ -62,8 +62,8 @@ def test_benchmark_recompiles_sweep_models_when_the_source_changes(demo_workdir,
     from poc.benchmark import compiled_for_batch
     src = tmp_path / "end2end.onnx"
     shutil.copy(demo_workdir / "models" / "end2end.onnx", src)
-    first = compiled_for_batch(src, 2, tmp_path / "work", str(ROOT / "aipp.conf"))
+    first = compiled_for_batch(src, 2, tmp_path / "work", str(ROOT / "aipp.conf"), hw=32)
     made = first.stat().st_mtime_ns
-    assert compiled_for_batch(src, 2, tmp_path / "work", str(ROOT / "aipp.conf")).stat().st_mtime_ns == made  # reused
+    assert compiled_for_batch(src, 2, tmp_path / "work", str(ROOT / "aipp.conf"), hw=32).stat().st_mtime_ns == made  # reused
     os.utime(src, ns=(made + 10**9, made + 10**9))  # a newer source
-    assert compiled_for_batch(src, 2, tmp_path / "work", str(ROOT / "aipp.conf")).stat().st_mtime_ns != made
+    assert compiled_for_batch(src, 2, tmp_path / "work", str(ROOT / "aipp.conf"), hw=32).stat().st_mtime_ns != made

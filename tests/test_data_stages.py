@@ -5,10 +5,9 @@ import re
 
 import numpy as np
 import pytest
-from conftest import ROOT, CodeRunningPayload, dump_pickle, run_script, write_cifar100
+from conftest import MEAN_STD, ROOT, CodeRunningPayload, dump_pickle, run_script, write_cifar100
 from PIL import Image
 
-from poc import config
 from poc.formats import cifar
 from poc.shared.bins import normalise, spread_sample
 from poc.shared.errors import InputError
@@ -44,13 +43,13 @@ def test_preprocess_class_names_meta_checked(tmp_path):
     folder = write_cifar100(tmp_path / "c", n_test=5)
     cifar.write_meta(folder / "meta", ["a", "b"], ["s"])  # 2 names for a 100-class split
     with pytest.raises(InputError, match="2 class names for the 100 classes"):
-        preprocess(folder / "test", tmp_path / "b", tmp_path / "l.txt", log=Log(quiet=True))
+        preprocess(cifar.open_split(folder / "test"), tmp_path / "b", tmp_path / "l.txt", log=Log(quiet=True))
     cifar.write_meta(folder / "meta", ["one\ntwo", *map(str, range(99))], ["s"])
     with pytest.raises(InputError, match="one non-empty line"):
-        preprocess(folder / "test", tmp_path / "b", tmp_path / "l.txt", log=Log(quiet=True))
+        preprocess(cifar.open_split(folder / "test"), tmp_path / "b", tmp_path / "l.txt", log=Log(quiet=True))
     assert not (tmp_path / "b").exists() and not (tmp_path / "l.txt").exists()
     (folder / "meta").unlink()  # no meta: the bins and labels, no names
-    preprocess(folder / "test", tmp_path / "b", tmp_path / "l.txt", log=Log(quiet=True))
+    preprocess(cifar.open_split(folder / "test"), tmp_path / "b", tmp_path / "l.txt", log=Log(quiet=True))
     assert (tmp_path / "l.txt").is_file() and not (tmp_path / "class_names.txt").exists()
 
 
@@ -87,7 +86,7 @@ def test_preprocess_failure_keeps_previous_outputs(cifar100, tmp_path):
 def test_preprocess_failure_midway_leaves_old_set_whole(cifar100, tmp_path, monkeypatch):
     """A crash while writing (here: the 3rd PNG) leaves the previous outputs exactly as they were."""
     from poc import preprocess as pre
-    pre.preprocess(cifar100 / "test", tmp_path / "bin_data", tmp_path / "l.txt", tmp_path / "pic", limit=4,
+    pre.preprocess(cifar.open_split(cifar100 / "test"), tmp_path / "bin_data", tmp_path / "l.txt", tmp_path / "pic", limit=4,
                    log=pre.Log(True))
     calls = {"n": 0}
     real_save = Image.Image.save
@@ -100,7 +99,7 @@ def test_preprocess_failure_midway_leaves_old_set_whole(cifar100, tmp_path, monk
 
     monkeypatch.setattr(Image.Image, "save", failing_save)
     with pytest.raises(OSError):
-        pre.preprocess(cifar100 / "test", tmp_path / "bin_data", tmp_path / "l.txt", tmp_path / "pic",
+        pre.preprocess(cifar.open_split(cifar100 / "test"), tmp_path / "bin_data", tmp_path / "l.txt", tmp_path / "pic",
                        log=pre.Log(True))
     assert sorted(os.listdir(tmp_path / "bin_data")) == sorted(f"img{i}.bin" for i in range(4))
     assert len((tmp_path / "l.txt").read_text().splitlines()) == 4
@@ -223,8 +222,8 @@ def test_calibration_too_few_images(cifar100, tmp_path):
 
 def test_normalise_constants_live_in_config():
     x = np.full((1, 3, 1, 1), 255, np.uint8)
-    out = normalise(x).ravel()
-    want = [(255 - m) / s for m, s in zip(config.MEAN_RGB_255, config.STD_RGB_255, strict=False)]
+    out = normalise(x, *MEAN_STD).ravel()
+    want = [(255 - m) / s for m, s in zip(*MEAN_STD, strict=False)]
     assert np.allclose(out, want, atol=1e-5)
 
 

@@ -7,7 +7,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import ROOT, CodeRunningPayload, run_script
+from conftest import MEAN_STD, ROOT, CodeRunningPayload, run_script
 
 from poc.export import mmdeploy_available, random_model
 from poc.formats import cifar
@@ -227,7 +227,7 @@ def test_demo_checkpoint_classifies_demo_data(demo_data, demo_workdir):
     test = cifar.load_split(demo_data / "test")
     from poc.shared.bins import normalise
     with torch.no_grad():
-        probs = model(torch.from_numpy(normalise(test.chw()))).numpy()
+        probs = model(torch.from_numpy(normalise(test.chw(), *MEAN_STD))).numpy()
     assert abs((probs.argmax(1) == test.labels).mean() * 100 - acc) < 1e-6
     residual_gammas = [v for k, v in model.state_dict().items() if k.endswith("bn3.weight")]
     assert len(residual_gammas) == 16 and all(torch.all(g == 0.2) for g in residual_gammas)

@@ -42,7 +42,7 @@ def plain():
             m.running_mean.normal_(0, 0.1)
             m.weight.data.uniform_(0.5, 1.0)
     buf = io.BytesIO()
-    torchscript_export(model, buf, 11, "logits", {"input": {0: "batch"}})
+    torchscript_export(model, buf, 11, "logits", {"input": {0: "batch"}}, 32)
     return model, onnx.load_from_string(buf.getvalue())
 
 

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import onnxruntime as ort
 import torch
-from conftest import run_script
+from conftest import MEAN_STD, run_script
 
 from poc.models.mmcls_resnet import build_model
 from poc.shared.bins import normalise
@@ -36,7 +36,7 @@ def test_pipeline_end_to_end_matches_direct_computation(demo_data, demo_workdir,
     # FP32: the PyTorch model on the normalised images
     model, _ = build_model(demo_workdir / "models/demo.pth", log=lambda *_: None)
     with torch.no_grad():
-        probs = model(torch.from_numpy(normalise(images.transpose(0, 3, 1, 2)))).numpy()
+        probs = model(torch.from_numpy(normalise(images.transpose(0, 3, 1, 2), *MEAN_STD))).numpy()
     want_top1 = (probs.argmax(1) == labels).mean() * 100
     fp32 = json.loads((tmp_path / "result_fp32.json").read_text())
     assert fp32["value"][0] == {"key": "Number of images", "value": str(len(labels))}

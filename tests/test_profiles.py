@@ -30,7 +30,7 @@ def test_plain_profile_facts():
     assert (p.num_classes, p.image_hw, p.weights) == (10, 32, "ms")
     assert p.published == {"FP32 (MindSpore Lite, model card)": 94.46}
     assert np.allclose(np.array(p.mean_rgb_255) / 255, (0.49139968, 0.48215827, 0.44653124))
-    assert p.input_shape == "input:24,3,32,32" and p.names()["COMPILED_INT8"].endswith("_quant_bs24")
+    assert p.input_shape == "input:24,3,32,32" and p.compiled("int8").endswith("_quant_bs24")
     with pytest.raises(Exception, match="is not one of"):
         profiles.get("no-such-model")
 

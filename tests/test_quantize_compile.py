@@ -8,9 +8,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from conftest import ROOT, built_once, env_with_path, fake_tool, run_script, tool_calls
+from conftest import MEAN_STD, ROOT, built_once, env_with_path, fake_tool, run_script, tool_calls
 
-from poc import config
 from poc.formats.aipp import parse_aipp
 from poc.formats.quant_cfg import QuantConfig, parse_quant_cfg
 from poc.int8.calibrate import histogram, ifmr_range
@@ -281,8 +280,8 @@ def test_amct_gets_configs_the_cpu_fallback_would_refuse(tmp_path):
 def test_shipped_aipp_conf_matches_normalisation_constants():
     a = parse_aipp(ROOT / "aipp.conf")
     assert (a.src_h, a.src_w, a.crop, a.swap_rb) == (32, 32, None, False)
-    assert np.allclose(a.min, config.MEAN_RGB_255, atol=1e-3)
-    assert np.allclose(a.var_reci, [1 / s for s in config.STD_RGB_255], rtol=1e-6)
+    assert np.allclose(a.min, MEAN_STD[0], atol=1e-3)
+    assert np.allclose(a.var_reci, [1 / s for s in MEAN_STD[1]], rtol=1e-6)
     assert a.mean == (0.0, 0.0, 0.0)
 
 
@@ -370,7 +369,7 @@ def test_compiled_fp32_on_raw_bins_equals_end2end(compiled_fp32, demo_workdir):
     raw = np.stack([np.fromfile(demo_workdir / "bin_data" / f"img{i}.bin", np.uint8).reshape(32, 32, 3)
                     for i in range(24)])
     ref = ort.InferenceSession(str(demo_workdir / "models" / "end2end.onnx"), providers=["CPUExecutionProvider"])
-    want = ref.run(None, {"input": normalise(raw.transpose(0, 3, 1, 2))})[0]
+    want = ref.run(None, {"input": normalise(raw.transpose(0, 3, 1, 2), *MEAN_STD)})[0]
     got = s.run(None, {"input": raw})[0]
     assert np.abs(got - want).max() <= 1e-5
 
@@ -533,11 +532,11 @@ def test_eval_images_natural_order_labels_and_bad_size(tmp_path):
     for i, img in enumerate(images):
         (tmp_path / f"img{i}.bin").write_bytes(img.tobytes())
     (tmp_path / "l.txt").write_text("".join(f"img{i} {i % 7}\n" for i in range(12)))
-    got, labels = load_eval_images(tmp_path, tmp_path / "l.txt", 11)
+    got, labels = load_eval_images(tmp_path, tmp_path / "l.txt", 11, 32)
     assert np.array_equal(got, images[:11]) and list(labels) == [i % 7 for i in range(11)]  # img10 after img9
     (tmp_path / "img3.bin").write_bytes(b"\0" * 100)
     with pytest.raises(InputError, match=r"img3.bin: 100 bytes, expected 3072"):
-        load_eval_images(tmp_path, None, 12)
+        load_eval_images(tmp_path, None, 12, 32)
 
 
 def _names_say(node_name: str) -> str:
@@ -566,15 +565,10 @@ def test_layer_groups_of_every_profile_come_from_its_model_module(profile_name, 
     from poc.models.torch_onnx import torchscript_export
     profile = profiles.get(profile_name)
     facts = importlib.import_module(profile.model_module)
-    torch.manual_seed(0)
-    if profile.arch == "mmcls_resnet_cifar":
-        net = facts.ImageClassifier(100)
-    elif profile.arch == "pruned_resnet50":
-        net = facts.fold_scatter(facts.PrunedResNet50(facts.read_index(profile.aipp_conf.with_name("index.txt"))))
-    else:
-        net = facts.PlainResNet50(10, softmax=False)
+    net = facts.feature_network(facts.demo_network(profile.num_classes, 0, 0.2, profile.index_file))
+    net.softmax = profile.weights != "ms"  # a .ms file outputs logits
     buf = io.BytesIO()
-    torchscript_export(net.eval(), buf, 11, "output", {"input": {0: "batch"}})
+    torchscript_export(net.eval(), buf, 11, "output", {"input": {0: "batch"}}, 32)
     model = onnx.load_from_string(buf.getvalue())
     if profile.arch == "plain_resnet50":  # its end2end.onnx is the translation of the .ms file
         from poc.demo.lite_converter import from_onnx

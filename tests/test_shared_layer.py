@@ -13,13 +13,14 @@ import onnx
 import pytest
 from conftest import ROOT, fake_ais_bench, identity_model, run_script, tiny_model
 
-from poc import config
+from poc import config, profiles
 from poc.engines.onnxruntime import OnnxRuntimeBackend
 from poc.formats.aipp import fold_into_model, parse_aipp
 
-# The tree is the map: poc/ holds the stage fronts (and config and profiles, the facts every layer reads); beneath it
-# one folder per kind, each kind importing only its own kind and the kinds below it. The order, lowest first:
-LAYERS = ("config", "shared", "profiles", "formats", "models", "engines", "int8", "perf|demo", "fronts")
+# The tree is the map: poc/ holds the stage fronts (and config and profiles, the facts the layers read); beneath it
+# one folder per kind, each kind importing only its own kind and the kinds below it. The order, lowest first (a
+# profile names its data set's reader, so profiles sit above the formats):
+LAYERS = ("config", "shared", "formats", "profiles", "models", "engines", "int8", "perf|demo", "fronts")
 FACTS = {"config", "profiles"}
 # The only fronts that drive other fronts: the benchmark compiles and runs; make bench times three stages.
 FRONTS_DRIVEN = {"benchmark": {"compile", "runner"}, "bench_stages": {"preprocess", "scoring", "report"}}
@@ -108,7 +109,7 @@ def test_output_names_of_config_are_ignored():
     names += [config.BIN_DIR, config.PIC_DIR, config.LABEL_FILE, config.CALIB_DIR, config.MODELS_DIR, config.DST_INT8,
              config.DST_FP32, config.RESULT_JSON, config.RESULT_FP32_JSON, config.BENCHMARK_JSON, config.BENCHMARK_PNG,
              config.BENCH_DIR, config.DST_INT8 + config.SUMMARY_SUFFIX, config.DST_FP32 + config.SUMMARY_SUFFIX,
-             config.DEMO_DATA_DIR.split("/")[1]]
+             profiles.get(None).demo_data_dir.split("/")[1]]
     for name in names:
         bare = name.removeprefix("./")
         assert f"/{bare}/" in gitignore or f"/{bare}" in gitignore, name
@@ -120,13 +121,13 @@ def test_pipeline_spells_no_file_name_itself():
     for literal in ("bin_data", "img_label", "amct_bin_data", "resnet50_", "result.json", "end2end.onnx",
                     "input:24,3,32,32", "--output_dirname dst "):
         assert literal not in text, literal
-    shell = subprocess.run([sys.executable, "-m", "poc.config", "--shell"], cwd=ROOT, capture_output=True, text=True)
+    shell = subprocess.run([sys.executable, "-m", "poc.profiles", "--shell"], cwd=ROOT, capture_output=True, text=True)
     assert "BIN_DIR=./bin_data" in shell.stdout and "INPUT_SHAPE=input:24,3,32,32" in shell.stdout
 
 
-def test_published_figures_live_in_config_only():
-    for path in list((ROOT / "poc").glob("*.py")):
-        if path.name != "config.py":
+def test_published_figures_live_in_their_profile_row_only():
+    for path in list((ROOT / "poc").rglob("*.py")):
+        if path.name != "profiles.py":
             text = path.read_text()
             assert "14290" not in text and "78.55" not in text and "9336" not in text, path.name
 
@@ -272,7 +273,7 @@ def test_make_clean_removes_the_toolkits_outputs_and_nothing_else(tmp_path):
             "bench_out/stages/bin_data/img0.bin", "demo-data/cifar-100-python/test",
             "demo-data/oxford-iiit-pet/images/Abyssinian_1.jpg"]
     for p in profiles.PROFILES.values():
-        ours += [f"{p.names()['COMPILED_INT8']}.onnx", f"{p.names()['QUANT_SAVE_PATH']}{config.REPORT_SUFFIX}",
+        ours += [f"{p.compiled('int8')}.onnx", p.quant_report,
                  p.path("bin_data/img3.bin"), p.path(config.RESULT_JSON), p.demo_checkpoint]
     theirs = ["models/my_resnet50.pth", "bin_data/notes.md", "dst/mine/a.txt", "train.py", "pic/holiday.jpg",
               "ms-resnet50-0.65x-pets/notes.txt"]

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from poc.config import IMAGE_HW
 from poc.formats import cifar
 from poc.shared.errors import OutputSet
 from poc.shared.progress import Log
@@ -35,11 +34,11 @@ def class_names() -> list[str]:
 def _pattern_masks(pattern: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Foreground masks in [0, 1], float32 [n, 32, 32], for each image's pattern index."""
     n = len(pattern)
-    yy, xx = np.mgrid[0:IMAGE_HW, 0:IMAGE_HW].astype(np.float32)
+    yy, xx = np.mgrid[0:cifar.CIFAR_HW, 0:cifar.CIFAR_HW].astype(np.float32)
     yy, xx = yy[None], xx[None]
     freq = rng.uniform(0.28, 0.42, (n, 1, 1)).astype(np.float32)    # stripe angular frequency
     phase = rng.uniform(0, 2 * np.pi, (n, 1, 1)).astype(np.float32)
-    masks = np.empty((n, IMAGE_HW, IMAGE_HW), np.float32)
+    masks = np.empty((n, cifar.CIFAR_HW, cifar.CIFAR_HW), np.float32)
     for p in range(len(PATTERNS)):
         sel = pattern == p
         k = int(sel.sum())
@@ -58,7 +57,7 @@ def _pattern_masks(pattern: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         elif p == 7:
             m = (np.sin(1.2 * f * xx + ph) > 0.25) & (np.sin(1.2 * f * yy + ph[::-1]) > 0.25)
         elif p == 8:  # 2x2-pixel random speckle
-            m = np.kron(rng.random((k, IMAGE_HW // 2, IMAGE_HW // 2)) > 0.5, np.ones((1, 2, 2)))
+            m = np.kron(rng.random((k, cifar.CIFAR_HW // 2, cifar.CIFAR_HW // 2)) > 0.5, np.ones((1, 2, 2)))
         else:  # plain fill, a little uneven
             m = rng.uniform(0.85, 1.0, (k, 1, 1)) - 0.1 * np.sin(0.2 * f * xx + ph)
         masks[sel] = m
@@ -118,7 +117,7 @@ def write_demo_pets(out_dir, trainval_per_class: int = 12, test_per_class: int =
     rng = np.random.default_rng(seed)
     per_class = trainval_per_class + test_per_class
     labels = np.repeat(np.arange(len(CLASSES)), per_class)
-    small = make_images(labels, rng).reshape(-1, 3, IMAGE_HW, IMAGE_HW).transpose(0, 2, 3, 1)
+    small = make_images(labels, rng).reshape(-1, 3, cifar.CIFAR_HW, cifar.CIFAR_HW).transpose(0, 2, 3, 1)
     with OutputSet({"--out": out}, {}) as outputs:
         tmp = outputs.folder(out, "images|annotations")
         (tmp / "images").mkdir()
@@ -149,3 +148,17 @@ def write_demo_pets(out_dir, trainval_per_class: int = 12, test_per_class: int =
     log(f"wrote demo Oxford-IIIT Pet to {out}: {len(lines['trainval'])} trainval, {len(lines['test'])} test images, "
         f"{len(CLASSES)} classes (seed {seed})")
     return out
+
+
+# Images per class of each demo set (train, test): 3,000 and 2,000 for either CIFAR; the Pet set's photos are bigger.
+DEMO_SIZES = {"cifar100": (30, 20), "cifar10": (300, 200), "pets": (12, 6)}
+
+
+def write_demo_set(kind: str, out_dir, train_per_class: int | None = None, test_per_class: int | None = None,
+                   seed: int = 0, log: Log | None = None) -> Path:
+    """The built-in demo set of data set ``kind`` (a profile's ``dataset``), in that data set's own format."""
+    train_per_class = train_per_class or DEMO_SIZES[kind][0]
+    test_per_class = test_per_class or DEMO_SIZES[kind][1]
+    if kind == "pets":
+        return write_demo_pets(out_dir, train_per_class, test_per_class, seed, log)
+    return write_demo_dataset(out_dir, train_per_class, test_per_class, seed, log, cifar10=kind == "cifar10")

@@ -14,8 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from poc.config import IMAGE_BYTES, IMAGE_CHANNELS, IMAGE_HW
+from poc.config import IMAGE_CHANNELS
+from poc.formats.image_split import ImageSplit
 from poc.shared.errors import InputError, atomic_file, read_regular
+
+CIFAR_HW = 32  # CIFAR-10 and CIFAR-100 images: 32x32 RGB, one row of 3,072 bytes (R plane, G, B)
+CIFAR_BYTES = CIFAR_HW * CIFAR_HW * IMAGE_CHANNELS
 
 # (module, name) pairs a CIFAR pickle may reference; numpy 2 moved numpy.core to numpy._core.
 _ALLOWED_GLOBALS = {
@@ -133,12 +137,12 @@ class CifarSplit:
 
     def hwc(self, index=slice(None)) -> np.ndarray:
         """Images as uint8 [n, 32, 32, 3] (HWC RGB): what a bin file and a PNG hold."""
-        chw = self.images[index].reshape(-1, IMAGE_CHANNELS, IMAGE_HW, IMAGE_HW)
+        chw = self.images[index].reshape(-1, IMAGE_CHANNELS, CIFAR_HW, CIFAR_HW)
         return np.ascontiguousarray(chw.transpose(0, 2, 3, 1))
 
     def chw(self, index=slice(None)) -> np.ndarray:
         """Images as uint8 [n, 3, 32, 32] (CHW RGB)."""
-        return self.images[index].reshape(-1, IMAGE_CHANNELS, IMAGE_HW, IMAGE_HW)
+        return self.images[index].reshape(-1, IMAGE_CHANNELS, CIFAR_HW, CIFAR_HW)
 
 
 def _label_key(path: Path, d: dict) -> tuple[bytes, int]:
@@ -163,8 +167,8 @@ def load_split(path) -> CifarSplit:
         raise InputError(path, f"b'data' is {type(data).__name__}, expected a numpy array")
     if data.dtype != np.uint8:
         raise InputError(path, f"b'data' has dtype {data.dtype}, expected uint8")
-    if data.ndim != 2 or data.shape[1] != IMAGE_BYTES:
-        raise InputError(path, f"b'data' has shape {list(data.shape)}, expected [N, {IMAGE_BYTES}]")
+    if data.ndim != 2 or data.shape[1] != CIFAR_BYTES:
+        raise InputError(path, f"b'data' has shape {list(data.shape)}, expected [N, {CIFAR_BYTES}]")
     size = path.stat().st_size
     if not data.flags.c_contiguous or data.nbytes > size:  # an array made without its bytes, or a strided view
         raise InputError(path, f"b'data' claims {len(data)} images ({data.nbytes} bytes) that the {size}-byte file "
@@ -223,7 +227,7 @@ def write_split(path, images: np.ndarray, labels, coarse_labels=None, batch_labe
                 cifar10: bool = False):
     """Write a CIFAR-100 format data pickle, or CIFAR-10's (``b'labels'``) (the demo data sets and the tests)."""
     n = len(labels)
-    data = np.ascontiguousarray(images, dtype=np.uint8).reshape(n, IMAGE_BYTES)
+    data = np.ascontiguousarray(images, dtype=np.uint8).reshape(n, CIFAR_BYTES)
     filenames = [f"img_{i:05d}.png".encode() for i in range(n)]
     if cifar10:  # the key order of the real files
         d = {b"batch_label": batch_label.encode(), b"labels": [int(x) for x in labels], b"data": data,
@@ -245,3 +249,19 @@ def write_meta(path, fine_names, coarse_names=None):
              b"coarse_label_names": [n.encode() for n in coarse_names]}
     with atomic_file(path) as f:
         pickle.dump(d, f, protocol=2)
+
+
+def split_path(data_dir, split: str) -> Path:
+    """A CIFAR split is a pickle in the data folder: ``cifar-100-python/test``, ``cifar-10-batches-py/test_batch``."""
+    return Path(data_dir) / split
+
+
+def open_split(path) -> ImageSplit:
+    """A CIFAR pickle as an ImageSplit, with the class names of the ``meta`` / ``batches.meta`` beside it (checked
+    against its class count) when there is one."""
+    split = load_split(path)
+    meta = meta_beside(path)
+    names = load_class_names(meta) if meta else None
+    if names is not None and len(names) != split.num_classes:
+        raise InputError(meta, f"{len(names)} class names for the {split.num_classes} classes of {path}")
+    return ImageSplit(Path(path), split.labels, split.num_classes, CIFAR_HW, lambda i: split.hwc(i)[0], names, meta)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from poc.formats.image_split import ImageSplit, decode_threads
 from poc.shared.bins import read_text_file
 from poc.shared.errors import InputError, regular_file
 
@@ -104,3 +105,18 @@ def load_image(path: Path) -> np.ndarray:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise InputError(path, f"not a readable image ({type(err).__name__}: {str(err)[:100]})") from None
+
+
+def split_path(data_dir, split: str) -> Path:
+    return split_file(data_dir, split)
+
+
+def open_split(path) -> ImageSplit:
+    """A split file (``annotations/test.txt``) as an ImageSplit: its images are ``images/{name}.jpg`` beside
+    ``annotations/``, decoded through the eval transform on all cores when read."""
+    path = Path(path)
+    entries = read_split(path)
+    images = path.parent.parent / "images"
+    files = [images / f"{name}.jpg" for name, _ in entries]
+    return ImageSplit(path, np.array([label for _, label in entries], np.int64), len(CLASSES), CROP,
+                      lambda i: load_image(files[i]), list(CLASSES), path, decode_threads(), path.parent.parent)

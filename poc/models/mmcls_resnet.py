@@ -130,3 +130,23 @@ def build_model(path, trust: bool = False, softmax: bool = True, log=print) -> t
     model.eval()
     meta = obj.get("meta", {}) if isinstance(obj.get("meta", {}), dict) else {}
     return model, meta
+
+
+# --- the demo recipe's parts (poc.demo.weights): the random network it starts from, the layer it fits ----------
+
+def demo_network(num_classes: int, seed: int, residual_gain: float, index_file=None) -> ImageClassifier:
+    """A seeded random network, each residual branch's last BN gamma = ``residual_gain``."""
+    torch.manual_seed(seed)
+    model = ImageClassifier(num_classes)
+    for bn in residual_gain_bns(model):
+        torch.nn.init.constant_(bn.weight, residual_gain)
+    return model
+
+
+def classifier(model: ImageClassifier) -> nn.Linear:
+    return model.head.fc
+
+
+def feature_network(model: ImageClassifier) -> ImageClassifier:
+    """The network whose ``features`` are exported to compute pooled features: the model itself."""
+    return model

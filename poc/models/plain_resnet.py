@@ -64,3 +64,31 @@ class PlainResNet50(nn.Module):
     def forward(self, x):
         logits = self.fc(self.features(x))
         return torch.softmax(logits, dim=1) if self.softmax else logits
+
+
+# --- the demo recipe's parts (poc.demo.weights) -----------------------------------------------------------------
+
+DIRAC_NOISE = 0.15
+
+
+@torch.no_grad()
+def demo_network(num_classes: int, seed: int, residual_gain: float = 0.0, index_file=None) -> PlainResNet50:
+    """A random plain ResNet-50 whose convolutions start near identity (Dirac) plus noise, as the residual
+    distillation code initialises it: without shortcuts, a random deep network maps every image onto nearly the
+    same features; near-identity layers carry the stem's features through (there is no residual branch to gain)."""
+    torch.manual_seed(seed)
+    model = PlainResNet50(num_classes)
+    for m in model.blocks.modules():
+        if isinstance(m, torch.nn.Conv2d) and m.kernel_size[0] == m.kernel_size[1]:
+            noise = m.weight.data.clone()
+            torch.nn.init.dirac_(m.weight)
+            m.weight.data += DIRAC_NOISE * noise
+    return model
+
+
+def classifier(model: PlainResNet50) -> nn.Linear:
+    return model.fc
+
+
+def feature_network(model: PlainResNet50) -> PlainResNet50:
+    return model

@@ -8,6 +8,7 @@ parameters at idx[k] and gamma 0, beta 0, mean 0, var 1 elsewhere, so the export
 """
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -160,3 +161,26 @@ def ms_name(torch_key: str) -> str:
     head, _, last = torch_key.rpartition(".")
     is_bn = ".bn" in f".{head}" or head.endswith("down_sample_layer.1") or head == "bn1"
     return f"{head}.{back[last]}" if is_bn and last in back else torch_key
+
+
+# --- the demo recipe's parts (poc.demo.weights) -----------------------------------------------------------------
+
+def demo_network(num_classes: int, seed: int, residual_gain: float, index_file=None) -> PrunedResNet50:
+    """A seeded random ResNet50-0.65x with the channel placement of ``index_file``, each block's bn3 gamma =
+    ``residual_gain``."""
+    torch.manual_seed(seed)
+    model = PrunedResNet50(read_index(index_file), num_classes=num_classes)
+    with torch.no_grad():
+        for blk in model.blocks():
+            torch.nn.init.constant_(blk.bn3.weight, residual_gain)
+    return model
+
+
+def classifier(model: PrunedResNet50) -> nn.Linear:
+    return model.end_point
+
+
+def feature_network(model: PrunedResNet50) -> PrunedResNet50:
+    """A copy with the scatter folded: the same features, exportable at any batch (the model keeps its scatter, the
+    form its checkpoint stores)."""
+    return fold_scatter(copy.deepcopy(model))

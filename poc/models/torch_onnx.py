@@ -5,11 +5,11 @@ import warnings
 
 import torch
 
-from poc.config import IMAGE_CHANNELS, IMAGE_HW, INPUT_NAME
+from poc.config import IMAGE_CHANNELS, INPUT_NAME
 
 
 def torchscript_export(module: torch.nn.Module, f, opset: int, output_name: str, dynamic_axes: dict,
-                       hw: int = IMAGE_HW) -> None:
+                       hw: int) -> None:
     """The TorchScript exporter (``dynamo=False``): it, not the dynamo one, reproduces mmdeploy's opset-11 graph."""
     module.eval()
     with warnings.catch_warnings():

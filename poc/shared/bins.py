@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from poc.config import CLASS_NAMES, IMAGE_CHANNELS, IMAGE_HW, MEAN_RGB_255, STD_RGB_255
+from poc.config import CLASS_NAMES, IMAGE_CHANNELS
 from poc.shared.errors import InputError, read_regular
 
 _DIGITS = re.compile(r"([0-9]+)")  # ASCII digits only: str.isdigit() also takes '²', which int() refuses
@@ -15,7 +15,7 @@ _DIGITS = re.compile(r"([0-9]+)")  # ASCII digits only: str.isdigit() also takes
 
 # --- images ----------------------------------------------------------------------------------------------
 
-def normalise(chw_uint8: np.ndarray, mean=MEAN_RGB_255, std=STD_RGB_255) -> np.ndarray:
+def normalise(chw_uint8: np.ndarray, mean, std) -> np.ndarray:
     """uint8 [n,3,H,W] RGB -> float32 ``(x/255 - mean) / std``, the model's input (mean/std on 0..255)."""
     m = np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
     s = np.asarray(std, np.float32).reshape(1, 3, 1, 1)
@@ -111,7 +111,7 @@ def class_names_for(label_path, given=None, num_classes: int | None = None) -> l
     return read_class_names(given, num_classes) if given is not None else None
 
 
-def read_image_bins(bins_dir, labels_path, limit: int, hw: int = IMAGE_HW) -> tuple[np.ndarray, np.ndarray | None]:
+def read_image_bins(bins_dir, labels_path, limit: int, hw: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Up to ``limit`` preprocessed images (uint8 HWC bins of ``hw`` x ``hw``, natural order) and their labels when
     the label file exists and labels them all."""
     files = sorted((p for p in Path(bins_dir).glob("*.bin") if p.is_file()), key=natural_key)[:limit]
