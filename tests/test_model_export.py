@@ -254,3 +254,17 @@ def test_demo_checkpoint_reused_only_for_its_own_data(demo_data, demo_workdir, t
     proc = subprocess.run([sys.executable, "-m", "poc.demo_model", "--data", str(demo_data), "--out", str(ckpt),
                            "--if_stale"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0 and "is up to date" in proc.stdout and ckpt.stat().st_mtime_ns == before
+
+
+def test_a_saved_checkpoint_is_the_same_bytes_every_time(tmp_path):
+    """torch.save names its archive after the file it writes: written under a temporary name, the same weights gave
+    other bytes each run. Now the temporary has the final name (in a scratch folder), and nothing else is left."""
+    import hashlib
+
+    from poc.formats.pth import save_checkpoint
+    model = random_model(10, 0)
+    digests = set()
+    for _ in range(2):
+        save_checkpoint(model, tmp_path / "demo.pth", {"seed": 0})
+        digests.add(hashlib.sha256((tmp_path / "demo.pth").read_bytes()).hexdigest())
+    assert len(digests) == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["demo.pth"]

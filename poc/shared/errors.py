@@ -178,39 +178,48 @@ def _parent_folder(path: Path) -> Path:
     return parent
 
 
-@contextlib.contextmanager
-def atomic_file(path, mode: str = "wb"):
-    """Yield a temporary file beside ``path``; rename it onto ``path`` only if the block succeeds."""
+def _file_to_write(path) -> Path:
     path = Path(path)
     if path.is_dir():
         raise InputError(path, "is a folder, expected a file to write")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=_parent_folder(path))
+    return path
+
+
+@contextlib.contextmanager
+def _replaced_on_success(tmp, path: Path):
+    """Rename ``tmp`` onto ``path`` if the block succeeds; remove it if not."""
     try:
-        with naming(path), os.fdopen(fd, mode) as f:
-            yield f
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600
+        yield
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_file(path, mode: str = "wb"):
+    """Yield a temporary file beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = _file_to_write(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=_parent_folder(path))
+    with _replaced_on_success(tmp, path):
+        with naming(path), os.fdopen(fd, mode) as f:
+            yield f
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600
 
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside ``path`` for a library to write to; rename it on success."""
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(path, "is a folder, expected a file to write")
-    _parent_folder(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Yield a temporary path for a library to write to, renamed onto ``path`` on success. The temporary file has
+    ``path``'s own name (in a scratch folder beside it): a writer that records its file's name (torch.save names its
+    archive after it) writes the same bytes as it would at ``path``."""
+    path = _file_to_write(path)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=_parent_folder(path)))
     try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        with _replaced_on_success(scratch / path.name, path):
+            yield scratch / path.name
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @contextlib.contextmanager
