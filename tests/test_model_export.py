@@ -268,3 +268,6 @@ def test_a_saved_checkpoint_is_the_same_bytes_every_time(tmp_path):
         save_checkpoint(model, tmp_path / "demo.pth", {"seed": 0})
         digests.add(hashlib.sha256((tmp_path / "demo.pth").read_bytes()).hexdigest())
     assert len(digests) == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["demo.pth"]
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "demo.pth") as archive:  # the archive's folder: the file's name, no PID in it
+        assert {name.split("/")[0] for name in archive.namelist()} == {"demo"}
