@@ -187,7 +187,7 @@ def cpu_name() -> str:
 
 def plot(sweep: dict, title: str, path: Path) -> None:
     """Images/s by batch size, a line per engine and precision, each with its band (min-max over the rounds)."""
-    import matplotlib
+    import matplotlib  # here: only the plot needs it, and it takes a second to load
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)

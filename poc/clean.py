@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from poc import config, profiles
+from poc.shared.errors import run_main
 
 DEVICE_DIR = re.compile(r"device[0-9]+")
 DEVICE_SUMMARY = re.compile(rf"device[0-9]+{re.escape(config.SUMMARY_SUFFIX)}")
@@ -112,5 +113,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from poc.shared.errors import run_main
     run_main(main)

@@ -5,12 +5,14 @@ is the current one (so every default command and file is the ModelZoo README's).
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from poc import config
 from poc.formats import data_sets
-from poc.shared.errors import InputError
+from poc.shared.errors import InputError, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -159,8 +161,6 @@ def shell_names(profile: Profile) -> dict[str, str]:
 
 
 def main(argv=None) -> int:
-    import shlex
-    import sys
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) in (1, 2) and argv[0] == "--shell":
         print("\n".join(f"{k}={shlex.quote(v)}" for k, v in shell_names(get(argv[1] if len(argv) > 1 else None)).items()))
@@ -171,5 +171,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from poc.shared.errors import run_main
     run_main(main)

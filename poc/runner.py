@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import queue
 import re
@@ -423,8 +424,6 @@ def run_devices(opts: RunOptions, log: Log) -> float:
     one worker process per core (more would only share the cores and multiply the memory), each with its share of
     the cores; the workers start timing together. Prints ais_bench's per-device and summary throughput lines. An
     interrupt reaches every worker once, and each removes its temporaries before the parent exits."""
-    import multiprocessing
-
     from poc.engines.pick import backend_for  # here: an .om run hands off to ais_bench without loading an engine
     opts.validate()
     devices = opts.devices

@@ -558,8 +558,6 @@ def test_layer_groups_of_every_profile_come_from_its_model_module(profile_name, 
     import importlib
     import io
 
-    import torch
-
     from poc import profiles
     from poc.int8.fidelity import GROUPS, layer_groups
     from poc.models.torch_onnx import torchscript_export

@@ -103,7 +103,6 @@ def test_om_path_imports_neither_onnxruntime_nor_torch(tmp_path):
 def test_output_names_of_config_are_ignored():
     """Every output name of config, and every other profile's folder, is ignored by git (what `make clean` removes
     is tested by running it, below)."""
-    from poc import profiles
     gitignore = (ROOT / ".gitignore").read_text().split()
     names = [p.workdir for p in profiles.PROFILES.values() if p.workdir != "."]
     names += [config.BIN_DIR, config.PIC_DIR, config.LABEL_FILE, config.CALIB_DIR, config.MODELS_DIR, config.DST_INT8,
@@ -263,7 +262,7 @@ def test_make_clean_removes_the_toolkits_outputs_and_nothing_else(tmp_path):
     import subprocess
     import sys
 
-    from poc import config, profiles
+    from poc import config
     ours = ["bin_data/img0.bin", "bin_data/img10.bin", "pic/img0.png", "amct_bin_data/calib_0000.bin",
             "img_label.txt", "class_names.txt", "dst/img0_0.txt", "dst_summary.json", "dst_fp32/img0_0.txt",
             "dst2/device0/img0_0.txt",

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from poc.formats import cifar
+from poc.formats.pets import CLASSES
 from poc.shared.errors import OutputSet
 from poc.shared.progress import Log
 
@@ -111,7 +112,6 @@ def write_demo_pets(out_dir, trainval_per_class: int = 12, test_per_class: int =
     trainval.txt, test.txt in the real layout."""
     from PIL import Image
 
-    from poc.formats.pets import CLASSES
     log = log or Log(stage="sample")
     out = Path(out_dir)
     rng = np.random.default_rng(seed)

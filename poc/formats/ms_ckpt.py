@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from poc.shared.errors import InputError, read_regular
+from poc.shared.errors import InputError, atomic_file, read_regular
 from poc.shared.prototext import F, message_class
 
 _OPT, _REP = F.LABEL_OPTIONAL, F.LABEL_REPEATED
@@ -122,7 +122,6 @@ def write_ckpt(path, params: dict[str, np.ndarray], version: str = "1.x", slice_
     """Write ``params`` as MindSpore does: one ``Checkpoint`` message per value, parameters larger than
     ``slice_bytes`` split into slices (1.x), tensor types in ``version``'s spelling, and (2.x, or ``crc=True``) the
     ``crc_num`` trailer."""
-    from poc.shared.errors import atomic_file
     names = {np.dtype(v): k for k, v in DTYPES.items() if not (k.startswith("UInt") if version == "1.x"
                                                                 else k.startswith("Uint"))}
     out = bytearray()

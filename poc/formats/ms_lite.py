@@ -17,9 +17,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import flatbuffers
 import numpy as np
 
-from poc.shared.errors import InputError, read_regular
+from poc.shared.errors import InputError, atomic_file, read_regular
 
 MAX_FILE_BYTES = 1 << 30
 MAX_ITEMS = 1 << 24  # any vector longer than this in a model file is a corrupt length
@@ -339,9 +340,6 @@ def write_ms(graph: LiteGraph, path, identifier: bool | None = None) -> Path:
     """Write ``graph`` as a ``.ms`` flatbuffer (same slots as the reader). ``identifier``: finish with ``MSL1`` the
     way the 1.1 converter did (finished twice: root offset, ``MSL1``, a stale root offset ...); default: when the
     graph says ``MSL1``."""
-    import flatbuffers
-
-    from poc.shared.errors import atomic_file
     b = flatbuffers.Builder(1 << 20)
     tensor_offsets = []
     for t in graph.tensors:

@@ -147,13 +147,8 @@ def fold_scatter(model: PrunedResNet50) -> PrunedResNet50:
     return model
 
 
-# MindSpore parameter names -> ours: gamma/beta/moving_mean/moving_variance are weight/bias/running_mean/running_var
+# ours -> MindSpore parameter names: a BN's weight/bias/running_mean/running_var are gamma/beta/moving_mean/moving_variance
 _BN_NAMES = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
-
-
-def torch_name(ms_name: str) -> str:
-    head, _, last = ms_name.rpartition(".")
-    return f"{head}.{_BN_NAMES.get(last, last)}" if head else ms_name
 
 
 def ms_name(torch_key: str) -> str:
