@@ -61,8 +61,8 @@ class ImageSplit:
         return out
 
     def chw(self, indices: Sequence[int] | None = None) -> np.ndarray:
-        """uint8 [n,3,hw,hw] (a view of ``hwc``'s)."""
-        return self.hwc(indices).transpose(0, 3, 1, 2)
+        """uint8 [n,3,hw,hw], C-contiguous (PyTorch's kernels may round differently on a strided tensor)."""
+        return np.ascontiguousarray(self.hwc(indices).transpose(0, 3, 1, 2))
 
 
 def decode_threads() -> int:
