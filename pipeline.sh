@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole flow: preprocess -> calibration data -> export -> quantize -> compile -> infer -> postprocess -> report
-# -> summary.
+# The whole flow: preprocess -> calibration data -> export -> quantize -> compile -> infer -> postprocess -> compare
+# -> report -> summary.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/poc/common.sh"
 
@@ -24,7 +24,7 @@ exit code (2: bad input, 1: a stage or tool failed).
   --engine E    CPU engine of the compile stage: onnxruntime (default, or $POC_ENGINE) or openvino; with
                 openvino the float model also runs at BF16 (ATC's force_fp16: the NPU's FP16 row), a third row
   --from STAGE  a re-run: skip the stages before STAGE (preprocess, calib-data, demo-model, export, quantize,
-                compile, infer, postprocess, report, summary) and use what they wrote last time
+                compile, infer, postprocess, compare, report, summary) and use what they wrote last time
   --quiet       no progress bars
   -h, --help    this help
 USAGE
@@ -37,7 +37,7 @@ QUIET=()
 CKPT="${CHECKPOINT:-}"
 TRUST=()
 FROM=""
-STAGES=(preprocess calib-data demo-model export quantize compile infer postprocess report summary)
+STAGES=(preprocess calib-data demo-model export quantize compile infer postprocess compare report summary)
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --demo) DEMO=1 ;;
@@ -155,6 +155,12 @@ stage infer-fp32 bash "$POC_ROOT/infer.sh" --model "$MODEL_FP32" --input "$BIN_D
     --output_dirname "$DST_FP32" --outfmt TXT "${QUIET[@]}"
 stage postprocess-fp32 "$PYTHON" "$POC_ROOT/postprocess.py" "${WORK_DIR%/}/$DST_FP32/" "$LABEL_FILE" "$WORK_DIR" "$RESULT_FP32_JSON" \
     "${QUIET[@]}"
+# INT8 against FP32: image by image beside result.json, and layer by layer on the first batch (msit's result CSV)
+stage compare-outputs bash "$POC_ROOT/compare.sh" --golden-dir "${WORK_DIR%/}/$DST_FP32" --target-dir "${WORK_DIR%/}/$DST_INT8" \
+    --labels "$LABEL_FILE" -o "${WORK_DIR%/}/$COMPARE_CSV" "${QUIET[@]}"
+stage compare-layers bash "$POC_ROOT/compare.sh" "${P[@]}" -gm "$MODELS_DIR/$END2END_ONNX" -om "$MODEL_INT8" \
+    -i "$BIN_DIR" -o "$COMPARE_DIR" "${QUIET[@]}"
+LAYER_CSV="$(ls -1 "$COMPARE_DIR"/*/result_*.csv 2>/dev/null | sort | tail -n 1)"
 if [[ "${POC_ENGINE:-onnxruntime}" == openvino ]]; then
     MODEL_BF16="$("$PYTHON" -m poc.config --compiled "$COMPILED_BF16")"
     stage infer-bf16 bash "$POC_ROOT/infer.sh" --model "$MODEL_BF16" --input "$BIN_DIR" --output "$WORK_DIR" \
@@ -164,6 +170,6 @@ if [[ "${POC_ENGINE:-onnxruntime}" == openvino ]]; then
 fi
 stage report "$PYTHON" "$POC_ROOT/report.py" "${P[@]}" --result "${WORK_DIR%/}/$RESULT_JSON" \
     --outputs "${WORK_DIR%/}/$DST_INT8" --labels "$LABEL_FILE" --pics "$PIC_DIR" --fp32_outputs "${WORK_DIR%/}/$DST_FP32" \
-    --quant_report "$QUANT_SAVE_PATH$REPORT_SUFFIX" --out "$REPORT_HTML" "${QUIET[@]}"
+    --quant_report "$QUANT_SAVE_PATH$REPORT_SUFFIX" ${LAYER_CSV:+--compare "$LAYER_CSV"} --out "$REPORT_HTML" "${QUIET[@]}"
 stage summary "$PYTHON" -m poc.summary "${P[@]}" --data "$DATA" --checkpoint "$CKPT"
 echo "time per stage: $(IFS=,; echo "${TIMES[*]}" | sed 's/,/, /g') (total $SECONDS s)"

@@ -24,7 +24,7 @@ OUTPUT_DIRS = (config.DST_INT8, config.DST_FP32, config.DST_BF16, *README_DST)
 # the stages' folders in a working folder and the pattern of their own files (None: named files only, see below)
 STAGE_FOLDERS = ((config.BIN_DIR, config.BIN_OWNED), (config.PIC_DIR, config.PIC_OWNED),
                  (config.CALIB_DIR, config.CALIB_OWNED), *((d, config.OUTPUT_OWNED) for d in OUTPUT_DIRS),
-                 (config.MODELS_DIR, None))
+                 (config.MODELS_DIR, None), (config.COMPARE_DIR, None))
 
 
 def toolkit_files(root: Path) -> tuple[list[Path], list[Path]]:
@@ -55,6 +55,10 @@ def toolkit_files(root: Path) -> tuple[list[Path], list[Path]]:
                                   config.RESULT_JSON, config.RESULT_FP32_JSON,
                                   config.RESULT_BF16_JSON, config.BENCHMARK_JSON, config.BENCHMARK_PNG)]
         files.append(at(f"{config.MODELS_DIR}/{config.END2END_ONNX}"))
+        files.append(at(config.COMPARE_CSV))
+        if at(config.COMPARE_DIR).is_dir():  # compare.sh's {timestamp}/ folders
+            whole += [e for e in at(config.COMPARE_DIR).iterdir()
+                      if e.is_dir() and not e.is_symlink() and re.fullmatch(config.COMPARE_OWNED, e.name)]
         quant = p.quant_save_path
         files += [root / f"{quant}{s}" for s in (config.DEPLOY_SUFFIX, config.FAKE_QUANT_SUFFIX, config.REPORT_SUFFIX)]
         for precision in ("int8", "fp32", "bf16"):

@@ -180,7 +180,8 @@ def per_layer(args, log: Log) -> int:
     log(f"golden {args.golden_model} vs {args.om_model} on {what}")
     stamp = time.strftime("%Y%m%d%H%M%S")
     folder = Path(args.output) / stamp
-    inputs = {"-gm": args.golden_model, "-om": args.om_model, **{f"-i {f}": f for f in files or []}}
+    inputs = {"-gm": args.golden_model, "-om": args.om_model,
+              **{f"-i {part}": part.strip() for part in (args.input or "").split(",") if part.strip()}}
     if Path(args.om_model).suffix == ".xml":
         inputs["-om (weights)"] = Path(args.om_model).with_suffix(".bin")
     rows, golden, target = compare_layers(args.golden_model, args.om_model, golden_feed, target_feed)

@@ -149,7 +149,7 @@ def shell_names(profile: Profile) -> dict[str, str]:
     names.update(QUANT_SAVE_PATH=profile.quant_save_path, COMPILED_INT8=profile.compiled("int8"),
                  COMPILED_FP32=profile.compiled("fp32"), COMPILED_BF16=profile.compiled("bf16"))
     names.update({k: profile.path(getattr(config, k)) for k in ("BIN_DIR", "LABEL_FILE", "PIC_DIR", "CALIB_DIR",
-                                                               "MODELS_DIR", "REPORT_HTML")})
+                                                               "MODELS_DIR", "REPORT_HTML", "COMPARE_DIR")})
     names.update(PROFILE=profile.name, DATA_DIR=profile.data_dir, DEMO_DATA_DIR=profile.demo_data_dir,
                  DATASET=profile.dataset, EVAL_SPLIT=profile.eval_split, CALIB_SPLIT=profile.calib_split,
                  EVAL_FILE=str(data_sets.split_path(profile.dataset, ".", profile.eval_split)),

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from poc.accuracy import metrics
 from poc.shared.aisbench import (
     LabelledOutputs,
     confused_pairs,
@@ -35,7 +36,7 @@ THUMB = 64  # thumbnail side in pixels (a 32x32 CIFAR image is shown at twice it
 EXAMPLES_PER_PAIR = 4
 CONFUSED_PAIRS = 10
 WORST_CLASSES = 10
-COSINE_FLOOR = 0.99  # the Ascend accuracy tools' usual threshold for a layer that went wrong
+COSINE_FLOOR = metrics.COSINE_FLOOR  # the Ascend accuracy tools' threshold for a layer that went wrong
 
 
 @dataclass
@@ -371,23 +372,14 @@ def compare_section(path: Path) -> Section:
     rows = list(csv.DictReader(io.StringIO(read_text_file(path, "comparison CSV"))))
     if not rows or "CosineSimilarity" not in rows[0]:
         raise InputError(path, "not a per-layer comparison CSV (no CosineSimilarity column)")
-    layers, values = [], []
-    for r in rows:
-        try:
-            value = float(r["CosineSimilarity"])
-        except (TypeError, ValueError):
-            continue
-        if not np.isfinite(value):
-            continue  # a row the tool could not compare (CompareFailReason): no value
-        values.append(value)
-        layers.append(r.get("NPUDump") or r.get("GroundTruth") or r.get("Index", "?"))
-    if not values:
+    layers = metrics.cosine_rows(rows)
+    if not layers:
         return Section("Per-layer comparison", skipped=f"{path} has no compared layer")
-    first = next((i for i, v in enumerate(values) if v < COSINE_FLOOR), None)
-    line = (f"The first layer below cosine {COSINE_FLOOR}: <b>{esc(layers[first])}</b> ({values[first]:.5f})."
-            if first is not None else f"No layer falls below cosine {COSINE_FLOOR}.")
-    return Section("Per-layer comparison", f"<p>{line} {len(values)} layers compared.</p>"
-                   + line_chart(values, COSINE_FLOOR))
+    first = metrics.first_below(layers, COSINE_FLOOR)
+    line = (f"The first layer below cosine {COSINE_FLOOR}: <b>{esc(first[0])}</b> ({first[1]:.5f})."
+            if first else f"No layer falls below cosine {COSINE_FLOOR}.")
+    return Section("Per-layer comparison", f"<p>{line} {len(layers)} layers compared.</p>"
+                   + line_chart([v for _, v in layers], COSINE_FLOOR))
 
 
 # --- the report ---------------------------------------------------------------------------------------------------

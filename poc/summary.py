@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 
 from poc import profiles
+from poc.accuracy import metrics
 from poc.config import (
+    COMPARE_CSV,
+    COMPARE_DIR,
     DST_BF16,
     DST_FP32,
     DST_INT8,
@@ -22,6 +27,7 @@ from poc.config import (
 from poc.engines.pick import backend_for
 from poc.formats.model_file import same_source
 from poc.shared.aisbench import agreement, find_outputs, model_of, read_output_vector
+from poc.shared.bins import read_text_file
 from poc.shared.errors import run_main
 from poc.shared.progress import versus
 
@@ -44,6 +50,12 @@ def output_fidelity(folder, reference) -> tuple[float, float, int] | None:
     return (*agreement(y, x), len(stems))
 
 
+def newest_result(folder) -> Path | None:
+    """The newest ``{timestamp}/result_{timestamp}.csv`` under a per-layer comparison's folder (None: there is none)."""
+    found = sorted(Path(folder).glob("*/result_*.csv")) if Path(folder).is_dir() else []
+    return found[-1] if found else None
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Print the pipeline summary from its output files.")
     profiles.add_argument(p)
@@ -53,6 +65,9 @@ def main(argv=None) -> int:
     p.add_argument("--infer_summary", default=None, help=f"(default: the profile's {DST_INT8}{SUMMARY_SUFFIX})")
     p.add_argument("--infer_summary_fp32", default=None, help=f"(default: the profile's {DST_FP32}{SUMMARY_SUFFIX})")
     p.add_argument("--quant_report", default=None, help=f"(default: {profiles.get(None).quant_report}, or the profile's)")
+    p.add_argument("--layer_compare", default=None,
+                   help=f"the per-layer comparison's folder (default: the profile's {COMPARE_DIR}): its newest result "
+                        "names the first layer below cosine 0.99")
     p.add_argument("--data", default="", help="data set used (for the record)")
     p.add_argument("--checkpoint", default="", help="checkpoint used (for the record)")
     args = p.parse_args(argv)
@@ -104,6 +119,12 @@ def main(argv=None) -> int:
         f = rep["fidelity"]
         print(f"fidelity ({f['images']} test images): top-1 agreement {f['top1_agreement']:.2f} %, "
               f"mean cosine {f['mean_cosine']:.5f}")
+    layer_csv = newest_result(args.layer_compare or profile.path(COMPARE_DIR))
+    if layer_csv is not None:
+        layers = metrics.cosine_rows(list(csv.DictReader(io.StringIO(read_text_file(layer_csv, "comparison CSV")))))
+        first = metrics.first_below(layers)
+        print(f"per layer, INT8 vs FP32 ({len(layers)} tensors): first below cosine {metrics.COSINE_FLOOR}: "
+              + (f"{first[0]} ({first[1]:.6f})" if first else "none"))
     print("files:")
     for what, path in (("INT8 model", compiled_model(profile.compiled("int8"))),
                        ("FP32 model", compiled_model(profile.compiled("fp32"))),
@@ -111,6 +132,8 @@ def main(argv=None) -> int:
                        ("INT8 outputs", f"{dst_int8}/"), ("FP32 outputs", f"{dst_fp32}/"),
                        ("INT8 accuracy", args.result), ("FP32 accuracy", args.result_fp32),
                        ("quantization report", args.quant_report), ("inference summary", args.infer_summary),
+                       ("per-image comparison", profile.path(COMPARE_CSV)),
+                       ("per-layer comparison", layer_csv or Path("/nonexistent")),
                        ("results report", profile.path(REPORT_HTML))):
         if Path(path).exists():
             print(f"  {what:<20} {path}")

@@ -22,8 +22,15 @@ def test_pipeline_end_to_end_matches_direct_computation(demo_data, demo_workdir,
     proc = run_script(["pipeline.sh", "--data", str(demo_data), "--checkpoint", str(demo_workdir / "models/demo.pth"),
                        "--quiet"], cwd=tmp_path)
     for stage in ("preprocess", "calib-data", "export", "quantize", "compile-int8", "compile-fp32", "infer-int8",
-                  "postprocess-int8", "infer-fp32", "postprocess-fp32", "report", "summary"):
+                  "postprocess-int8", "infer-fp32", "postprocess-fp32", "compare-outputs", "compare-layers", "report",
+                  "summary"):
         assert f"==== [{stage}]" in proc.stdout
+    # INT8 against FP32 image by image beside result.json, and layer by layer (msit's CSV), named in the summary
+    per_image = (tmp_path / "compare_int8_fp32.csv").read_text().splitlines()
+    assert per_image[0].startswith("Image,GoldenTop1,TargetTop1,Agree,CosineSimilarity") and len(per_image) == 1 + 300
+    assert "per layer, INT8 vs FP32 (" in proc.stdout and "first below cosine 0.99: " in proc.stdout
+    assert len(list((tmp_path / "compare").glob("*/result_*.csv"))) == 1 and "Per-layer comparison" in \
+        (tmp_path / "report.html").read_text()
     assert "pipeline summary" in proc.stdout and "INT8 top-1 vs FP32: " in proc.stdout
     # the report beside result.json, with the FP32 comparison and the quantization figures; the summary names it
     report = (tmp_path / "report.html").read_text()

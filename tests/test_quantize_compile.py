@@ -583,3 +583,23 @@ def test_layer_groups_of_every_profile_come_from_its_model_module(profile_name, 
     if profile.arch != "plain_resnet50":
         said = {n: _names_say(n) for n in kinds}
         assert {n: g for g, names in groups.items() for n in names} == said
+
+
+def test_the_int8_demo_model_per_layer_names_its_worst_layers(quantized, tmp_path):
+    """The demo's QDQ model compiled to ONNX Runtime's integer kernels: its QLinearConv outputs dequantized and
+    compared with the FP32 model's, the worst layers printed."""
+    work, _ = quantized
+    run_script(["atc_convert.sh", "--model=models/resnet50_quant_deploy_model.onnx", f"--output={tmp_path / 'int8'}",
+                "--insert_op_conf=./aipp.conf", "--quiet"], cwd=work, env=CPU)
+    proc = run_script(["compare.sh", "-gm", "models/end2end.onnx", "-om", str(tmp_path / "int8.onnx"), "-i", "bin_data",
+                       "-o", str(tmp_path / "out")], cwd=work)
+    assert "the worst by cosine:" in proc.stdout and "first operator below cosine 0.99:" in proc.stdout
+    import csv
+    import io
+
+    from poc.accuracy import metrics
+    (csv_path,) = (tmp_path / "out").glob("*/result_*.csv")
+    rows = [dict(zip(metrics.HEADER, r, strict=True)) for r in list(csv.reader(io.StringIO(csv_path.read_text())))[1:]]
+    qconv = [r for r in rows if r["OpType"] == "QLinearConv"]
+    assert len(qconv) == 53 and all(0.9 < float(r["CosineSimilarity"]) <= 1 for r in qconv)
+    assert {r["DataType"] for r in qconv} == {"uint8"}  # computed in integers, compared dequantized

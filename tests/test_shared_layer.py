@@ -20,7 +20,7 @@ from poc.formats.aipp import fold_into_model, parse_aipp
 # The tree is the map: poc/ holds the stage fronts (and config and profiles, the facts the layers read); beneath it
 # one folder per kind, each kind importing only its own kind and the kinds below it. The order, lowest first (a
 # profile names its data set's reader, so profiles sit above the formats):
-LAYERS = ("config", "shared", "formats", "profiles", "models", "engines", "int8", "perf|demo", "fronts")
+LAYERS = ("config", "shared", "formats", "profiles", "models", "engines", "int8|accuracy", "perf|demo", "fronts")
 FACTS = {"config", "profiles"}
 # The only fronts that drive other fronts: the benchmark compiles and runs; make bench times three stages.
 FRONTS_DRIVEN = {"benchmark": {"compile", "runner"}, "bench_stages": {"preprocess", "scoring", "report"}}

@@ -18,7 +18,7 @@ from onnx import numpy_helper
 from poc.engines.onnxruntime import OnnxRuntimeBackend
 from poc.engines.openvino import PRECISION_KEY, openvino_core
 from poc.formats.model_file import load_onnx
-from poc.shared.errors import InputError
+from poc.shared.errors import InputError, first_line
 
 # where a quantized op's output scale and zero point are among its inputs (the others keep their input's)
 _OUTPUT_QPARAMS = {"QuantizeLinear": (1, 2), "QLinearConv": (6, 7), "QLinearMatMul": (6, 7), "QLinearAdd": (6, 7),
@@ -63,7 +63,10 @@ def onnx_tensors(path, feed: dict[str, np.ndarray]) -> list[Tensor]:
     dumped.graph.output.extend(onnx.ValueInfoProto(name=name) for _, _, name in outputs if name not in have)
     backend = OnnxRuntimeBackend().load(dumped.SerializeToString(), level=ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     backend.outputs = [name for _, _, name in outputs]
-    values = dict(zip(backend.outputs, backend.predict(feed), strict=True))
+    try:
+        values = dict(zip(backend.outputs, backend.predict(feed), strict=True))
+    except Exception as err:  # noqa: BLE001 - a model that does not run on this input is one line about it
+        raise InputError(path, f"ONNX Runtime cannot run it on this input ({first_line(err)})") from None
     qparams: dict[str, tuple] = {}
     tensors = [Tensor(name, "Input", name, 0, np.asarray(value), str(np.asarray(value).dtype))
                for name, value in feed.items()]  # a graph input is a tensor to compare too (its quantization)
@@ -74,8 +77,8 @@ def onnx_tensors(path, feed: dict[str, np.ndarray]) -> list[Tensor]:
             qparams[name] = (inits.get(node.input[s]), inits.get(node.input[z]) if len(node.input) > z else None)
         elif value.dtype.kind in "iu" and node.input and node.input[0] in qparams:  # MaxPool, Reshape on integers
             qparams[name] = qparams[node.input[0]]
-        weight = inits.get(node.input[3 if node.op_type.startswith("QLinear") else 1]) \
-            if node.op_type in WEIGHTED_OPS and len(node.input) > 3 else None
+        w_at = 3 if node.op_type.startswith("QLinear") else 1
+        weight = inits.get(node.input[w_at]) if node.op_type in WEIGHTED_OPS and len(node.input) > w_at else None
         data, quantized = value, False
         if value.dtype.kind in "iu" and qparams.get(name, (None,))[0] is not None:
             scale, zero = qparams[name]
@@ -137,7 +140,7 @@ def matched(target: list[Tensor], golden: list[Tensor]) -> list[tuple[Tensor, Te
     weights are closest (the same shape, within float rounding)."""
     by_name = {t.name: t for t in golden}
     pairs = [(t, by_name.get(t.name) or by_name.get(base_name(t.name))) for t in target]
-    if any(g is not None for _, g in pairs):
+    if any(g is not None and t.op_type != "Input" for t, g in pairs):
         # several tensors of one fused op carry the golden tensor's name (a Conv whose ReLU the quantizer folded
         # into its QuantizeLinear, then the Q and DQ): the last one holds what the golden tensor holds
         last = {id(g): k for k, (_, g) in enumerate(pairs) if g is not None}
