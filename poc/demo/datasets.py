@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from poc.formats import cifar
+from poc.formats import cifar, pets
 from poc.formats.pets import CLASSES
 from poc.shared.errors import OutputSet
 from poc.shared.progress import Log
@@ -119,9 +119,9 @@ def write_demo_pets(out_dir, trainval_per_class: int = 12, test_per_class: int =
     labels = np.repeat(np.arange(len(CLASSES)), per_class)
     small = make_images(labels, rng).reshape(-1, 3, cifar.CIFAR_HW, cifar.CIFAR_HW).transpose(0, 2, 3, 1)
     with OutputSet({"--out": out}, {}) as outputs:
-        tmp = outputs.folder(out, "images|annotations")
-        (tmp / "images").mkdir()
-        (tmp / "annotations").mkdir()
+        tmp = outputs.folder(out, f"{pets.IMAGES}|{pets.ANNOTATIONS}")
+        (tmp / pets.IMAGES).mkdir()
+        (tmp / pets.ANNOTATIONS).mkdir()
         lines = {"trainval": [], "test": []}
         for i, (label, img) in enumerate(zip(labels, small, strict=True)):
             n = i % per_class + 1
@@ -131,20 +131,20 @@ def write_demo_pets(out_dir, trainval_per_class: int = 12, test_per_class: int =
                 w, h = 320, 465
             pic = Image.fromarray(img, "RGB").resize((w, h), Image.BILINEAR)
             if i % 97 == 3:
-                pic.convert("CMYK").save(tmp / "images" / f"{name}.jpg", "JPEG", quality=92)
+                pic.convert("CMYK").save(pets.image_path(tmp, name), "JPEG", quality=92)
             elif i % 97 == 50:
-                pic.save(tmp / "images" / f"{name}.jpg", "PNG")  # PNG data under a .jpg name, as in the real set
+                pic.save(pets.image_path(tmp, name), "PNG")  # PNG data under a .jpg name, as in the real set
             else:
-                pic.save(tmp / "images" / f"{name}.jpg", "JPEG", quality=92)
+                pic.save(pets.image_path(tmp, name), "JPEG", quality=92)
             species = 1 if CLASSES[label][0].isupper() else 2
             lines["trainval" if n <= trainval_per_class else "test"].append(f"{name} {label + 1} {species} {n}\n")
         header = "".join(f"#{h}\n" for h in ("Image CLASS-ID SPECIES BREED ID", "ID: 1:37 Class ids",
                                              "SPECIES: 1:Cat 2:Dog", "BREED ID: 1-25:Cat 1:12:Dog",
                                              "All images with 1st letter as captial are cat images",
                                              "images with small first letter are dog images"))
-        (tmp / "annotations" / "trainval.txt").write_text("".join(lines["trainval"]))
-        (tmp / "annotations" / "test.txt").write_text("".join(lines["test"]))
-        (tmp / "annotations" / "list.txt").write_text(header + "".join(lines["trainval"] + lines["test"]))
+        pets.split_path(tmp, "trainval.txt").write_text("".join(lines["trainval"]))
+        pets.split_path(tmp, "test.txt").write_text("".join(lines["test"]))
+        pets.split_path(tmp, "list.txt").write_text(header + "".join(lines["trainval"] + lines["test"]))
     log(f"wrote demo Oxford-IIIT Pet to {out}: {len(lines['trainval'])} trainval, {len(lines['test'])} test images, "
         f"{len(CLASSES)} classes (seed {seed})")
     return out

@@ -28,6 +28,8 @@ RESIZE, CROP = 256, 224
 MAX_PIXELS = 36_000_000
 BIG_PIXELS = 4_000_000  # images above this decode one at a time, so that the decoding threads never add them up
 _BIG_DECODE = threading.Lock()
+# The data set's folder, as its archives unpack: images/{Breed}_{n}.jpg and annotations/{split file}
+IMAGES, ANNOTATIONS = "images", "annotations"
 SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a split is a file name inside annotations/
 
 
@@ -35,7 +37,7 @@ def split_file(src_dir, split: str) -> Path:
     """``{src_dir}/annotations/{split}``; a split that is a path rather than a name is refused."""
     if not SPLIT_NAME.fullmatch(split) or ".." in split:
         raise InputError("--split", f"'{split[:60]}': a file name inside annotations/ (e.g. test.txt), not a path")
-    return Path(src_dir) / "annotations" / split
+    return Path(src_dir) / ANNOTATIONS / split
 
 
 def read_split(path) -> list[tuple[str, int]]:
@@ -107,6 +109,10 @@ def load_image(path: Path) -> np.ndarray:
         raise InputError(path, f"not a readable image ({type(err).__name__}: {str(err)[:100]})") from None
 
 
+def image_path(data_dir, name: str) -> Path:
+    return Path(data_dir) / IMAGES / f"{name}.jpg"
+
+
 def split_path(data_dir, split: str) -> Path:
     return split_file(data_dir, split)
 
@@ -116,7 +122,6 @@ def open_split(path) -> ImageSplit:
     ``annotations/``, decoded through the eval transform on all cores when read."""
     path = Path(path)
     entries = read_split(path)
-    images = path.parent.parent / "images"
-    files = [images / f"{name}.jpg" for name, _ in entries]
+    files = [image_path(path.parent.parent, name) for name, _ in entries]
     return ImageSplit(path, np.array([label for _, label in entries], np.int64), len(CLASSES), CROP,
                       lambda i: load_image(files[i]), list(CLASSES), path, decode_threads(), path.parent.parent)
