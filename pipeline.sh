@@ -155,7 +155,7 @@ stage infer-fp32 bash "$POC_ROOT/infer.sh" --model "$MODEL_FP32" --input "$BIN_D
     --output_dirname "$DST_FP32" --outfmt TXT "${QUIET[@]}"
 stage postprocess-fp32 "$PYTHON" "$POC_ROOT/postprocess.py" "${WORK_DIR%/}/$DST_FP32/" "$LABEL_FILE" "$WORK_DIR" "$RESULT_FP32_JSON" \
     "${QUIET[@]}"
-# INT8 against FP32: image by image beside result.json, and layer by layer on the first batch (msit's result CSV)
+# INT8 against FP32: image by image beside the accuracy files, and layer by layer on the first batch (msit's CSV)
 stage compare-outputs bash "$POC_ROOT/compare.sh" --golden-dir "${WORK_DIR%/}/$DST_FP32" --target-dir "${WORK_DIR%/}/$DST_INT8" \
     --labels "$LABEL_FILE" -o "${WORK_DIR%/}/$COMPARE_CSV" "${QUIET[@]}"
 stage compare-layers bash "$POC_ROOT/compare.sh" "${P[@]}" -gm "$MODELS_DIR/$END2END_ONNX" -om "$MODEL_INT8" \

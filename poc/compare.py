@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -129,8 +131,11 @@ def compare_layers(golden_path, target_path, golden_feed, target_feed) -> list[l
     pairs = dumps.matched(target, golden)
     if not any(g is not None for _, g in pairs):
         raise InputError(target_path, f"shares no tensor with {golden_path}: it is not made from that model")
+    # the metrics of each pair on the cores side by side (numpy lets go of the interpreter in its loops)
+    with ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0))) as pool:
+        measured = list(pool.map(lambda pair: metrics.compare(pair[0].data, pair[1].data) if pair[1] else None, pairs))
     rows = []
-    for index, (t, g) in enumerate(pairs):
+    for index, ((t, g), result) in enumerate(zip(pairs, measured, strict=True)):
         shape = "[" + ",".join(str(d) for d in t.data.shape) + "]"
         if g is None:
             values = {a: metrics.NAN for a in metrics.ALGORITHMS}
@@ -140,7 +145,7 @@ def compare_layers(golden_path, target_path, golden_feed, target_feed) -> list[l
             reason = (f"part of a fused op: compared at its last tensor ({later.node})" if later
                       else "no tensor of the golden model corresponds")
         else:
-            values, reason = metrics.compare(t.data, g.data)
+            values, reason = result
             if t.data.size != g.data.size:
                 reason = f"shape {shape} differs from the golden tensor's {list(g.data.shape)}"
         rows.append([str(index), t.op_type, t.node, t.dtype, metrics.NAN, g.node if g else metrics.NAN,

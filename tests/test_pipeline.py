@@ -58,8 +58,8 @@ def test_pipeline_end_to_end_matches_direct_computation(demo_data, demo_workdir,
     assert abs(res["metrics"]["top1"] - int8_top1) <= 100 / len(labels) + 1e-9
     assert abs(res["metrics"]["top1"] - fp32["metrics"]["top1"]) <= 3.0
     assert re.search(r"^time per stage: check-weights \d+ s, preprocess \d+ s, calib-data \d+ s, "
-                     r".*postprocess-fp32 \d+ s, report \d+ s, summary \d+ s \(total \d+ s\)$", proc.stdout,
-                     re.MULTILINE), proc.stdout[-600:]
+                     r".*postprocess-fp32 \d+ s, compare-outputs \d+ s, compare-layers \d+ s, report \d+ s, "
+                     r"summary \d+ s \(total \d+ s\)$", proc.stdout, re.MULTILINE), proc.stdout[-600:]
     # a re-run from inference: the earlier stages are skipped, their outputs used, the results the same
     models_before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "models").iterdir()}
     again = run_script(["pipeline.sh", "--data", str(demo_data), "--checkpoint", str(demo_workdir / "models/demo.pth"),

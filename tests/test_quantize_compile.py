@@ -599,7 +599,8 @@ def test_the_int8_demo_model_per_layer_names_its_worst_layers(quantized, tmp_pat
 
     from poc.accuracy import metrics
     (csv_path,) = (tmp_path / "out").glob("*/result_*.csv")
-    rows = [dict(zip(metrics.HEADER, r, strict=True)) for r in list(csv.reader(io.StringIO(csv_path.read_text())))[1:]]
+    rows = [dict(zip(metrics.HEADER, r, strict=True)) | {"row": r}
+            for r in list(csv.reader(io.StringIO(csv_path.read_text())))[1:]]
     qconv = [r for r in rows if r["OpType"] == "QLinearConv"]
     assert len(qconv) == 53 and all(0.9 < float(r["CosineSimilarity"]) <= 1 for r in qconv)
-    assert {r["DataType"] for r in qconv} == {"uint8"}  # computed in integers, compared dequantized
+    assert {r["row"][3] for r in qconv} == {"uint8"}  # computed in integers, compared dequantized

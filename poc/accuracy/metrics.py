@@ -92,17 +92,18 @@ def compare(target: np.ndarray, golden: np.ndarray) -> tuple[dict[str, str], str
     kl, why = kullback_leibler(target, golden)
     reasons.append(why)
     diff = np.abs(target - golden)
+    relative = _relative(target, golden)
     values = {
         "CosineSimilarity": cosine,
         "MaxAbsoluteError": six(diff.max()),
-        "AccumulatedRelativeError": six(_relative(target, golden).sum()),
+        "AccumulatedRelativeError": six(relative.sum()),
         "RelativeEuclideanDistance": relative_euclidean(target, golden),
         "KullbackLeiblerDivergence": kl,
         "StandardDeviation": standard_deviation(target, golden),
         "MeanAbsoluteError": six(diff.mean()),
-        "RootMeanSquareError": six(np.sqrt(np.average((target - golden) ** 2))),
-        "MaxRelativeError": six(_relative(target, golden).max()),
-        "MeanRelativeError": six(_relative(target, golden).mean()),
+        "RootMeanSquareError": six(np.sqrt(np.average(diff ** 2))),
+        "MaxRelativeError": six(relative.max()),
+        "MeanRelativeError": six(relative.mean()),
     }
     return values, " ".join(r for r in reasons if r)
 
