@@ -68,19 +68,35 @@ def cifar100(tmp_path):
     return write_cifar100(tmp_path / "cifar-100-python", n_test=50, n_train=200)
 
 
-def built_once(tmp_path_factory, name: str, build) -> Path:
+def built_once(tmp_path_factory, name: str, build, shared: bool = False) -> Path:
     """``build(folder)`` into ``{basetemp}/{name}`` once per test process, and the folder. A pytest-xdist worker tears
     its fixtures down (session ones too) whenever its queue of tests runs dry, and would build an expensive one
-    again for the next test that needs it; on disk it survives that."""
+    again for the next test that needs it; on disk it survives that. ``shared``: built once for all the workers (the
+    first to need it builds, under a lock) and copied into each worker's own folder, which its tests may change."""
+    import fcntl
     import shutil
     folder = tmp_path_factory.getbasetemp() / name
     done = folder.with_name(f"{name}.built")  # beside it: a test may list the folder
-    if not done.is_file():
-        if folder.exists():
-            shutil.rmtree(folder)
+    if done.is_file():
+        return folder
+    if folder.exists():
+        shutil.rmtree(folder)
+    if not shared:
         folder.mkdir(parents=True)
         build(folder)
-        done.write_text("")
+    else:
+        root = tmp_path_factory.getbasetemp()
+        common = (root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root) / "shared-builds"
+        common.mkdir(exist_ok=True)
+        with open(common / f"{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (common / f"{name}.built").is_file():
+                shutil.rmtree(common / name, ignore_errors=True)  # a build that failed halfway
+                (common / name).mkdir()
+                build(common / name)
+                (common / f"{name}.built").write_text("")
+        shutil.copytree(common / name, folder, copy_function=shutil.copy2)
+    done.write_text("")
     return folder
 
 
@@ -88,7 +104,8 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
 def demo_data(tmp_path_factory):
     """The built-in demo set, small: 6 train and 3 test images per class."""
     return built_once(tmp_path_factory, "demo", lambda d: datasets.write_demo_dataset(
-        d / "cifar-100-python", train_per_class=6, test_per_class=3, seed=1, log=lambda *_: None)) / "cifar-100-python"
+        d / "cifar-100-python", train_per_class=6, test_per_class=3, seed=1, log=lambda *_: None), shared=True) \
+        / "cifar-100-python"
 
 
 class CodeRunningPayload:
@@ -122,7 +139,7 @@ def demo_workdir(tmp_path_factory, demo_data):
         acc = make_demo_model(demo_data, work / "models" / "demo.pth", seed=0, bn_images=128, log=Log(True))
         run_script(["export_onnx.py", "--checkpoint", "models/demo.pth", "--quiet"], cwd=work)
         (work / "demo_fp32_top1.txt").write_text(f"{acc}\n")
-    return built_once(tmp_path_factory, "work", build)
+    return built_once(tmp_path_factory, "work", build, shared=True)
 
 
 def fake_tool(bin_dir: Path, name: str, body: str) -> Path:
