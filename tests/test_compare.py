@@ -148,7 +148,7 @@ def test_every_profile_and_engine_compares_layer_by_layer(tmp_path, name):
     _profile_net(profile, tmp_path / "end2end.onnx")
     hw = profile.image_hw
     for engine in ("onnxruntime", "openvino"):
-        compiled = compile_cpu(tmp_path / "end2end.onnx", tmp_path / f"m_{engine}", f"input:2,3,{hw},{hw}",
+        compiled = compile_cpu(tmp_path / "end2end.onnx", tmp_path / f"m_{engine}", f"input:1,3,{hw},{hw}",
                                str(profile.aipp_conf), log=Log(True), engine=engine, precision_mode="force_fp32")
         proc = run_script(["compare.sh", "-gm", "end2end.onnx", "-om", compiled.name, "-o", f"out_{engine}",
                            "--profile", name, "--quiet"], cwd=tmp_path)
