@@ -158,7 +158,12 @@ stage postprocess-fp32 "$PYTHON" "$POC_ROOT/postprocess.py" "${WORK_DIR%/}/$DST_
 # INT8 against FP32: image by image beside the accuracy files, and layer by layer on the first batch (msit's CSV)
 stage compare-outputs bash "$POC_ROOT/compare.sh" --golden-dir "${WORK_DIR%/}/$DST_FP32" --target-dir "${WORK_DIR%/}/$DST_INT8" \
     --labels "$LABEL_FILE" -o "${WORK_DIR%/}/$COMPARE_CSV" "${QUIET[@]}"
-stage compare-layers bash "$POC_ROOT/compare.sh" "${P[@]}" -gm "$MODELS_DIR/$END2END_ONNX" -om "$MODEL_INT8" \
+if [[ "$MODEL_INT8" == *.om ]]; then  # the NPU's model: msit compares it
+    LAYERS_ARGS=(-om "$MODEL_INT8" -is "$INPUT_SHAPE")
+else  # the CPU's QDQ model on a few images (its batch is free)
+    LAYERS_ARGS=(-om "$QUANT_SAVE_PATH$DEPLOY_SUFFIX" -is "$COMPARE_SHAPE")
+fi
+stage compare-layers bash "$POC_ROOT/compare.sh" "${P[@]}" -gm "$MODELS_DIR/$END2END_ONNX" "${LAYERS_ARGS[@]}" \
     -i "$BIN_DIR" -o "$COMPARE_DIR" "${QUIET[@]}"
 LAYER_CSV="$(ls -1 "$COMPARE_DIR"/*/result_*.csv 2>/dev/null | sort | tail -n 1)"
 if [[ "${POC_ENGINE:-onnxruntime}" == openvino ]]; then

@@ -42,6 +42,9 @@ REPORT_HTML = "./report.html"  # the results report for a person (report.py)
 COMPARE_CSV = "compare_int8_fp32.csv"  # compare.sh per output: INT8 against FP32, image by image
 COMPARE_DIR = "./compare"  # compare.sh per layer: {timestamp}/result_{timestamp}.csv, as msit writes them
 COMPARE_OWNED = r"[0-9]{14}"  # its timestamp folders
+# The pipeline compares the CPU's QDQ model with the FP32 one layer by layer on this many images: enough to locate
+# a layer, and the dumps of every tensor stay small (the compiled model would take a whole batch of 24).
+COMPARE_BATCH = 8
 BENCHMARK_JSON = "benchmark.json"
 BENCHMARK_PNG = "benchmark.png"
 BENCH_DIR = "bench_out"

@@ -155,6 +155,7 @@ def shell_names(profile: Profile) -> dict[str, str]:
                  EVAL_FILE=str(data_sets.split_path(profile.dataset, ".", profile.eval_split)),
                  CALIB_FILE=str(data_sets.split_path(profile.dataset, ".", profile.calib_split)),
                  INPUT_SHAPE=profile.input_shape,
+                 COMPARE_SHAPE=f"{config.INPUT_NAME}:{config.COMPARE_BATCH},3,{profile.image_hw},{profile.image_hw}",
                  AIPP_CONF=str(profile.aipp_conf), QUANT_CONF=str(profile.quant_cfg), WEIGHTS=profile.weights,
                  DEMO_CHECKPOINT=profile.demo_checkpoint, WORK_DIR=profile.path("./"))
     return names
