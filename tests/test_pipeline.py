@@ -6,7 +6,7 @@ import re
 import numpy as np
 import onnxruntime as ort
 import torch
-from conftest import MEAN_STD, run_script
+from conftest import MEAN_STD, ROOT, run_script
 
 from poc.models.mmcls_resnet import build_model
 from poc.shared.bins import normalise
@@ -19,8 +19,11 @@ TXT_LINE = re.compile(r"^(-?\d+\.\d{6} ){100}\n$")
 def test_pipeline_end_to_end_matches_direct_computation(demo_data, demo_workdir, tmp_path):
     """The whole pipeline on ONNX Runtime against a direct computation; a re-run from inference; then the same run
     on OpenVINO from the compile stage on."""
+    # the working folder's quant.cfg is the one the ModelZoo scripts read (as pipeline.sh does): 2 calibration batches
+    (tmp_path / "quant.cfg").write_text((ROOT / "quant.cfg").read_text().replace("batch_num: 8", "batch_num: 2"))
     proc = run_script(["pipeline.sh", "--data", str(demo_data), "--checkpoint", str(demo_workdir / "models/demo.pth"),
                        "--quiet"], cwd=tmp_path)
+    assert "calibration config: the working folder's, ./quant.cfg" in proc.stdout or "./quant.cfg" in proc.stdout
     for stage in ("preprocess", "calib-data", "export", "quantize", "compile-int8", "compile-fp32", "infer-int8",
                   "postprocess-int8", "infer-fp32", "postprocess-fp32", "compare-outputs", "compare-layers", "report",
                   "summary"):
