@@ -264,4 +264,5 @@ def open_split(path) -> ImageSplit:
     names = load_class_names(meta) if meta else None
     if names is not None and len(names) != split.num_classes:
         raise InputError(meta, f"{len(names)} class names for the {split.num_classes} classes of {path}")
-    return ImageSplit(Path(path), split.labels, split.num_classes, CIFAR_HW, lambda i: split.hwc(i)[0], names, meta)
+    return ImageSplit(Path(path), split.labels, split.num_classes, CIFAR_HW, lambda i: split.hwc(i)[0], names, meta,
+                      read_chw=split.chw)

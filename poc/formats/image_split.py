@@ -26,6 +26,8 @@ class ImageSplit:
     class_names_source: Path | None = None
     decode_threads: int = 1  # >1: images are files to decode, read side by side
     data_path: Path | None = None  # the data set's file or folder, which no output may overlap (default: source)
+    # images as uint8 [n,3,hw,hw] straight from storage kept channel-first (CIFAR's rows); None: from ``hwc``
+    read_chw: Callable[[np.ndarray], np.ndarray] | None = None
 
     def __post_init__(self):
         self.data_path = self.data_path or self.source
@@ -61,8 +63,12 @@ class ImageSplit:
         return out
 
     def chw(self, indices: Sequence[int] | None = None) -> np.ndarray:
-        """uint8 [n,3,hw,hw], C-contiguous (PyTorch's kernels may round differently on a strided tensor)."""
-        return np.ascontiguousarray(self.hwc(indices).transpose(0, 3, 1, 2))
+        """uint8 [n,3,hw,hw] without a copy: in the order the images are stored (CIFAR's channel planes: contiguous;
+        decoded photos: a channel-last view). PyTorch may round a strided batch differently, so this is what the
+        demo weights have always been fitted on."""
+        if self.read_chw is not None:
+            return self.read_chw(np.arange(len(self)) if indices is None else np.asarray(indices))
+        return self.hwc(indices).transpose(0, 3, 1, 2)
 
 
 def decode_threads() -> int:
