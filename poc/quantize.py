@@ -28,11 +28,19 @@ from poc.config import (
     QUANT_CFG,
     REPORT_SUFFIX,
 )
-from poc.formats.model_file import same_source
+from poc.formats.model_file import load_onnx, same_source
 from poc.formats.quant_cfg import QuantConfig, describe, parse_quant_cfg
 from poc.int8.calibrate import ifmr_ranges, read_calibration_bins
 from poc.int8.fidelity import compare, eval_set, predict, sensitivity
-from poc.int8.qdq import METHODS, QUANT_OP_TYPES, QdqSettings, excluded_nodes, prepare_float_model, write_qdq
+from poc.int8.qdq import (
+    METHODS,
+    QUANT_OP_TYPES,
+    QdqSettings,
+    check_skip_layers,
+    excluded_nodes,
+    prepare_float_model,
+    write_qdq,
+)
 from poc.shared import ascend
 from poc.shared.bins import read_image_bins
 from poc.shared.errors import InputError, OutputSet, atomic_file, run_main
@@ -70,6 +78,7 @@ def quantize_cpu(model_path, save_path, input_shape: str, data_dir, data_type: s
     deploy, twin = Path(f"{save_path}{DEPLOY_SUFFIX}"), Path(f"{save_path}{FAKE_QUANT_SUFFIX}")
     with OutputSet({"deploy model": deploy, "fake-quant model": twin},
                    {"--model": model_path, "--data_dir": data_dir, "--calibration_config": cfg_path}) as out:
+        check_skip_layers(load_onnx(model_path), cfg, cfg_path)
         batches = read_calibration_bins(data_dir, shape, data_type, cfg.batch_num)
         prepared = prepare_float_model(model_path, work)
         model = onnx.load(str(prepared))

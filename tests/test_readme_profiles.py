@@ -1,5 +1,5 @@
-"""The MindSpore profiles' README walk-throughs, literally, in a fresh clone (a file of their own: the test workers
-take a file each, and these are the longest)."""
+"""The MindSpore profiles' README walk-throughs, literally, in a fresh clone (the plain ResNet's here, the Pet one's in
+test_readme_profile_pets.py: the test workers take a file each, and these are the longest)."""
 import json
 import os
 
@@ -9,11 +9,12 @@ from test_readme import _fresh_clone, _readme_commands, _run_in
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("profile_name, start, end", [
-    ("ms-resnet50-plain-cifar10", "### ResNet-50 without shortcuts", "### ResNet50-0.65x on Oxford-IIIT Pet"),
-    ("ms-resnet50-0.65x-pets", "### ResNet50-0.65x on Oxford-IIIT Pet", "## The Ascend path"),
-])
-def test_readme_profile_walkthroughs_run_literally(tmp_path, profile_name, start, end):
+def test_readme_plain_resnet_walkthrough_runs_literally(tmp_path):
+    walkthrough(tmp_path, "ms-resnet50-plain-cifar10", "### ResNet-50 without shortcuts",
+                "### ResNet50-0.65x on Oxford-IIIT Pet")
+
+
+def walkthrough(tmp_path, profile_name, start, end):
     """Each MindSpore profile's README commands, as written, in a fresh clone; `make demo PROFILE=...` stood in for
     by what it leaves behind: a small demo set and the demo weights, in the profile's own folder. Then the pipeline
     on the same files from the compile stage on (the whole flow of the profile, without redoing its first stages)."""

@@ -47,8 +47,9 @@ def prepare_float_model(model_path, work: Path) -> Path:
     return prepared
 
 
-def excluded_nodes(model: onnx.ModelProto, cfg: QuantConfig, cfg_path, log: Log) -> list[str]:
-    """Nodes left in float for skip_layers / skip_layer_types, which (as in AMCT) name quantizable layers."""
+def check_skip_layers(model: onnx.ModelProto, cfg: QuantConfig, cfg_path) -> None:
+    """skip_layers / skip_layer_types must name quantizable layers of ``model`` (as in AMCT): checked on the model as
+    given, before the work of preparing and calibrating it."""
     types = {n.name: n.op_type for n in model.graph.node}
     unknown = [s for s in cfg.skip_layers if s not in types]
     if unknown:
@@ -58,6 +59,11 @@ def excluded_nodes(model: onnx.ModelProto, cfg: QuantConfig, cfg_path, log: Log)
     if not_quantizable:
         raise InputError(cfg_path, f"skip_layers / skip_layer_types name layers that are not quantized: "
                                    f"{', '.join(not_quantizable[:5])} (quantizable: {', '.join(AMCT_QUANTIZABLE)})")
+
+
+def excluded_nodes(model: onnx.ModelProto, cfg: QuantConfig, cfg_path, log: Log) -> list[str]:
+    """Nodes left in float for skip_layers / skip_layer_types, which (as in AMCT) name quantizable layers."""
+    check_skip_layers(model, cfg, cfg_path)
     skip = list(cfg.skip_layers) + [n.name for n in model.graph.node if n.op_type in cfg.skip_layer_types]
     # A Relu right after a skipped node stays float with it: quantizing the Relu would put a Q node on the
     # skipped node's output, and ONNX Runtime would then fuse DQ -> node -> Q into an integer kernel anyway.
