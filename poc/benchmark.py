@@ -185,11 +185,17 @@ def cpu_name() -> str:
     return cpuinfo("model name") or platform.processor() or platform.machine()
 
 
-def plot(sweep: dict, title: str, path: Path) -> None:
-    """Images/s by batch size, a line per engine and precision, each with its band (min-max over the rounds)."""
-    import matplotlib  # here: only the plot needs it, and it takes a second to load
+def plotting():
+    """matplotlib (only a sweep plots, and it takes a second to load)."""
+    import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
+
+
+def plot(sweep: dict, title: str, path: Path) -> None:
+    """Images/s by batch size, a line per engine and precision, each with its band (min-max over the rounds)."""
+    plt = plotting()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for name, rows in sweep.items():
         xs = [r["batch"] for r in rows]

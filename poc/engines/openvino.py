@@ -30,12 +30,30 @@ PRECISION_KEY = "poc_inference_precision"
 
 
 @functools.cache
+def openvino():
+    """The ``openvino`` package, imported with its usage telemetry declined. ``import openvino`` imports its model
+    converter, which (unless declined; no consent file means yes) sends usage data from a process it forks: this
+    toolkit works offline, and a fork while the engines' threads hold their locks can hang the child (seen: the
+    benchmark waiting on one for minutes). The package's own opt-out for automated runs is the CI variable, read
+    once, at that import: it is set for the import only, and put back."""
+    saved = os.environ.get("CI")
+    os.environ["CI"] = "true"
+    try:
+        import openvino as ov
+    finally:
+        if saved is None:
+            del os.environ["CI"]
+        else:
+            os.environ["CI"] = saved
+    return ov
+
+
+@functools.cache
 def openvino_core():
     """The process's one OpenVINO Core. One, not one per model: each Core's CPU plugin installs an alternate signal
     stack on the thread that compiles, and a Core destroyed out of creation order puts back one that is already
     freed, so that the next signal (Ctrl-C) crashes the process (OpenVINO 2026.4, seen with two models)."""
-    import openvino as ov
-    return ov.Core()
+    return openvino().Core()
 
 
 def native_bf16() -> bool:
@@ -65,8 +83,7 @@ class OpenVinoBackend:
         return "openvino"
 
     def version(self) -> str:
-        import openvino as ov
-        return ov.__version__.split("-")[0]
+        return openvino().__version__.split("-")[0]
 
     def load(self, model_path, threads: int = 0, spin: bool = True, precision: str | None = None,
              profiling: bool = False) -> OpenVinoBackend:
@@ -196,7 +213,7 @@ def batch_streams(model, cores: int) -> int:
 def compile_model(model: onnx.ModelProto, aipp: Aipp | None, shape: list[int], name: str, precision: str, out: Path,
                   outputs: OutputSet, log: Log) -> Path:
     """An OpenVINO IR: the batch fixed and the AIPP stage as OpenVINO's pre-processing, so its input is the OM's."""
-    import openvino as ov
+    ov = openvino()
     from openvino.preprocess import PrePostProcessor
     outputs.file(out)  # makes the output folder (and checks it can be written) before the scratch folder goes there
     source = {p.key: p.value for p in model.metadata_props}.get(SOURCE_KEY)
