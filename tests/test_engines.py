@@ -528,3 +528,13 @@ def test_openvino_float_compile_lays_small_maps_along_the_width_and_quantized_on
         assert backend.streams == 2
         want = OnnxRuntimeBackend().load(src).predict({"input": x})[0]
         assert np.abs(backend.predict({"input": x})[0] - want).max() < 1e-4, qdq
+
+
+def test_openvino_is_imported_with_its_telemetry_declined():
+    """import openvino sends usage data from a forked process unless declined; a fork beside the engines' threads
+    hung the benchmark. The toolkit declines it for its own processes, and leaves the environment as it found it."""
+    code = ("import os\nfrom poc.engines.openvino import openvino\nopenvino()\nimport openvino_telemetry\n"
+            "print(openvino_telemetry.Telemetry().consent, 'CI' in os.environ)")
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == ["False", "False"]
