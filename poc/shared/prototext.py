@@ -6,7 +6,14 @@ import re
 from pathlib import Path
 
 from google.protobuf import descriptor_pb2, descriptor_pool, text_format
-from google.protobuf.message_factory import GetMessageClass
+
+try:
+    from google.protobuf.message_factory import GetMessageClass
+except ImportError:  # protobuf < 4.21, as the mmdeploy exporter's environment pins it
+    from google.protobuf.message_factory import MessageFactory
+
+    def GetMessageClass(descriptor):  # noqa: N802 - the newer protobuf's name
+        return MessageFactory().GetPrototype(descriptor)
 
 from poc.shared.bins import read_text_file
 from poc.shared.errors import InputError
