@@ -15,7 +15,7 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
-from poc.engines.onnxruntime import OnnxRuntimeBackend
+from poc.engines.onnxruntime import with_outputs
 from poc.engines.openvino import PRECISION_KEY, openvino_core
 from poc.formats.model_file import load_onnx
 from poc.shared.errors import InputError, first_line
@@ -57,12 +57,7 @@ def onnx_tensors(path, feed: dict[str, np.ndarray]) -> list[Tensor]:
             constant.update(node.output)
         else:
             outputs += [(node, i, name) for i, name in enumerate(node.output) if name]
-    dumped = onnx.ModelProto()
-    dumped.CopyFrom(model)
-    have = {o.name for o in dumped.graph.output}
-    dumped.graph.output.extend(onnx.ValueInfoProto(name=name) for _, _, name in outputs if name not in have)
-    backend = OnnxRuntimeBackend().load(dumped.SerializeToString(), level=ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    backend.outputs = [name for _, _, name in outputs]
+    backend = with_outputs(model, [name for _, _, name in outputs], ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     try:
         values = dict(zip(backend.outputs, backend.predict(feed), strict=True))
     except Exception as err:  # noqa: BLE001 - a model that does not run on this input is one line about it

@@ -17,6 +17,18 @@ from poc.shared.progress import Log
 SUFFIX = ".onnx"
 
 
+def with_outputs(model: onnx.ModelProto, names: list[str], level=ort.GraphOptimizationLevel.ORT_ENABLE_BASIC):
+    """A backend that runs ``model`` with the intermediate tensors ``names`` as its outputs, in that order (ONNX
+    Runtime infers their types). Calibration reads activations this way, the comparison every node's output."""
+    extended = onnx.ModelProto()
+    extended.CopyFrom(model)
+    have = {o.name for o in extended.graph.output}
+    extended.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names if n not in have)
+    backend = OnnxRuntimeBackend().load(extended.SerializeToString(), level=level)
+    backend.outputs = list(names)
+    return backend
+
+
 class OnnxRuntimeBackend:
     """ONNX Runtime on the CPU."""
 

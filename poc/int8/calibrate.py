@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader
 
 from poc.config import INPUT_NAME
-from poc.engines.onnxruntime import OnnxRuntimeBackend
+from poc.engines.onnxruntime import with_outputs
 from poc.formats.quant_cfg import QuantConfig
 from poc.shared.errors import InputError
 from poc.shared.progress import Log
@@ -80,20 +79,10 @@ def calibration_tensors(model: onnx.ModelProto, op_types) -> list[str]:
     return names
 
 
-def _with_outputs(model: onnx.ModelProto, names: list[str]) -> OnnxRuntimeBackend:
-    aug = onnx.ModelProto()
-    aug.CopyFrom(model)
-    have = {o.name for o in aug.graph.output}
-    aug.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names if n not in have)
-    backend = OnnxRuntimeBackend().load(aug.SerializeToString(), level=ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
-    backend.outputs = names
-    return backend
-
-
 def collect_histograms(model: onnx.ModelProto, batches, op_types, log: Log):
     """Per tensor: (min, max, counts[HIST_BINS]) over all calibration batches, in two streaming passes."""
     names = calibration_tensors(model, op_types)
-    backend = _with_outputs(model, names)
+    backend = with_outputs(model, names)
     input_name = backend.inputs[0].name
     lo = {n: np.inf for n in names}
     hi = {n: -np.inf for n in names}
