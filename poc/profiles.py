@@ -52,7 +52,11 @@ class Profile:
 
     @property
     def input_shape(self) -> str:
-        return f"{config.INPUT_NAME}:{self.batch},3,{self.image_hw},{self.image_hw}"
+        """AMCT's and ATC's --input_shape: ``input:24,3,32,32``."""
+        return self.input_shape_at(self.batch)
+
+    def input_shape_at(self, batch: int) -> str:
+        return f"{config.INPUT_NAME}:{batch},{config.IMAGE_CHANNELS},{self.image_hw},{self.image_hw}"
 
     def config_file(self, name: str) -> tuple[str, str]:
         """(``aipp.conf`` / ``quant.cfg`` for this model, where it came from). A profile whose configs live in the
@@ -155,7 +159,7 @@ def shell_names(profile: Profile) -> dict[str, str]:
                  EVAL_FILE=str(data_sets.split_path(profile.dataset, ".", profile.eval_split)),
                  CALIB_FILE=str(data_sets.split_path(profile.dataset, ".", profile.calib_split)),
                  INPUT_SHAPE=profile.input_shape,
-                 COMPARE_SHAPE=f"{config.INPUT_NAME}:{config.COMPARE_BATCH},3,{profile.image_hw},{profile.image_hw}",
+                 COMPARE_SHAPE=profile.input_shape_at(config.COMPARE_BATCH),
                  AIPP_CONF=str(profile.aipp_conf), QUANT_CONF=str(profile.quant_cfg), WEIGHTS=profile.weights,
                  DEMO_CHECKPOINT=profile.demo_checkpoint, WORK_DIR=profile.path("./"))
     return names

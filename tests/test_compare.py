@@ -51,7 +51,7 @@ def test_metrics_where_they_cannot_be_computed():
     values, reason = metrics.compare(np.array([1.0, np.nan]), np.array([1.0, 2.0]))
     assert set(values.values()) == {"NaN"} and reason == "the compared tensor holds NaN or Inf"
     values, reason = metrics.compare(np.ones(3), np.ones(4))
-    assert set(values.values()) == {"NaN"} and "3 values against the golden tensor's 4" in reason
+    assert set(values.values()) == {"NaN"} and "shape [3] against the golden tensor's [4]" in reason
 
 
 # --- per layer ----------------------------------------------------------------------------------------------------

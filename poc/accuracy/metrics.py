@@ -77,10 +77,12 @@ def standard_deviation(target, golden) -> str:
 def compare(target: np.ndarray, golden: np.ndarray) -> tuple[dict[str, str], str]:
     """Every algorithm's value for two tensors of one size ({algorithm: text}), and the reasons any could not be
     computed, joined (msaccucmp's CompareFailReason)."""
+    target_in, golden_in = target, golden
     target = np.asarray(target).astype(np.float32).ravel()
     golden = np.asarray(golden).astype(np.float32).ravel()
     if target.size != golden.size:
-        return {a: NAN for a in ALGORITHMS}, f"{target.size} values against the golden tensor's {golden.size}"
+        return {a: NAN for a in ALGORITHMS}, (f"shape {list(np.shape(target_in))} against the golden tensor's "
+                                              f"{list(np.shape(golden_in))}")
     if not target.size:
         return {a: NAN for a in ALGORITHMS}, "an empty tensor"
     for side, data in (("compared", target), ("golden", golden)):
